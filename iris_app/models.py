@@ -1,0 +1,103 @@
+"""The records on the app's topics (SPEC, "Records"): their fields, and how input is checked."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import faust
+import orjson
+
+MEASUREMENTS = ("sepalLength", "sepalWidth", "petalLength", "petalWidth")
+SPECIES = ("setosa", "versicolor", "virginica")
+UNKNOWN_SPECIES = "unknown"  # counted under this when a record has no true label
+MAX_RECORD_BYTES = 16 * 1024  # an iris record is under 200 bytes; far larger is a producer's mistake
+
+
+class InvalidRecord(ValueError):
+    """An input record that cannot be classified; the message is the DLQ's `error`.
+
+    `reason` names the kind of fault in a word or two, for metrics.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def parse_iris(raw: bytes | None) -> dict[str, Any]:
+    """Decode and check one `iris` message; return the record with only the SPEC keys."""
+    if raw is None or not raw:
+        raise InvalidRecord("empty", "empty message")
+    if len(raw) > MAX_RECORD_BYTES:
+        raise InvalidRecord(
+            "too_large", f"message too large: {len(raw)} bytes, the limit is {MAX_RECORD_BYTES}"
+        )
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRecord("not_json", f"not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise InvalidRecord("not_an_object", f"not a JSON object but {type(value).__name__}")
+    record: dict[str, Any] = {}
+    for name in MEASUREMENTS:
+        if name not in value:
+            raise InvalidRecord("missing", f"{name}: missing")
+        number = value[name]
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise InvalidRecord("not_a_number", f"{name}: not a number: {orjson.dumps(number).decode()}")
+        if not math.isfinite(number):
+            raise InvalidRecord("not_finite", f"{name}: not finite: {number}")
+        if number < 0:
+            raise InvalidRecord("negative", f"{name}: negative: {number}")
+        record[name] = number
+    species = value.get("species")
+    if species is not None:
+        if species not in SPECIES:
+            raise InvalidRecord(
+                "unknown_species",
+                f"species: unknown {orjson.dumps(species).decode()}, expected one of {', '.join(SPECIES)}",
+            )
+        record["species"] = species
+    return record
+
+
+class WindowDelta(faust.Record, serializer="json", include_metadata=False):
+    """How many records of one (species, predictedSpecies) a batch added to one window.
+
+    The classify agent sends these to the counting side; startMs carries the
+    input records' event time across the repartition.
+    """
+
+    species: str
+    predictedSpecies: str  # noqa: N815 -- the SPEC's field names
+    startMs: int  # noqa: N815
+    count: int
+
+
+class WindowCount(faust.Record, serializer="json", include_metadata=False):
+    """A window's count after an update: one message on iris-classified-window-counts."""
+
+    species: str
+    predictedSpecies: str  # noqa: N815
+    startMs: int  # noqa: N815
+    endMs: int  # noqa: N815
+    count: int
+
+
+class AccuracyDelta(faust.Record, serializer="json", include_metadata=False):
+    """How many labelled records of one window a batch added, and how many were right."""
+
+    startMs: int  # noqa: N815
+    correct: int
+    total: int
+
+
+class WindowAccuracy(faust.Record, serializer="json", include_metadata=False):
+    """A window's accuracy after an update: one message on iris-classified-window-accuracy."""
+
+    startMs: int  # noqa: N815
+    endMs: int  # noqa: N815
+    correct: int
+    total: int
+    accuracy: float

@@ -1,0 +1,115 @@
+"""Score iris measurements in-process with the deployed MOJO, through h2o-genmodel and JPype.
+
+The JVM starts once per process; scoring is a direct Java call per row, with no
+H2O cluster and no subprocess on the hot path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from operator import itemgetter
+from pathlib import Path
+from typing import NamedTuple
+
+import jpype
+
+GENMODEL_JAR = "h2o-genmodel.jar"
+# The model's column names (data/iris.csv) for the record fields (SPEC), in the record's order.
+COLUMNS = {
+    "sepalLength": "sepal_length",
+    "sepalWidth": "sepal_width",
+    "petalLength": "petal_length",
+    "petalWidth": "petal_width",
+}
+
+
+class ModelError(RuntimeError):
+    """The model cannot be loaded or used; the message says what to fix."""
+
+
+class Prediction(NamedTuple):
+    label: str
+    probabilities: list[float]  # in the order of Scorer.labels
+
+
+class Scorer:
+    """One loaded MOJO: maps the four measurements to a species and class probabilities."""
+
+    def __init__(self, mojo: Path) -> None:
+        zip_path = find_mojo(mojo)
+        _start_jvm(zip_path.parent / GENMODEL_JAR)
+        try:
+            model = jpype.JClass("hex.genmodel.MojoModel").load(str(zip_path))
+        except jpype.JException as e:
+            raise ModelError(f"cannot load the MOJO {zip_path}: {e.getMessage()}") from None
+        names = list(map(str, model.getNames()))[: model.nfeatures()]
+        if sorted(names) != sorted(COLUMNS.values()) or not model.isClassifier():
+            raise ModelError(
+                f"{zip_path} is not an iris classifier over {sorted(COLUMNS.values())}"
+                f" (its features: {names})"
+            )
+        self.path = zip_path
+        card = zip_path.parent / "model.json"  # written by `faust -A iris_app train`
+        self.card: bytes = card.read_bytes() if card.is_file() else b'{"mojo": "%s"}' % zip_path.name.encode()
+        self.labels: tuple[str, ...] = tuple(map(str, model.getDomainValues(model.getResponseIdx())))
+        self._model = model
+        # The model's row, from a record's fields in COLUMNS order.
+        self._to_model_row = itemgetter(*(list(COLUMNS.values()).index(name) for name in names))
+        self._width = len(names)
+        self._preds_size = int(model.getPredsSize())
+
+    def predict(self, rows: Sequence[Sequence[float]]) -> list[Prediction]:
+        """Score rows of (sepalLength, sepalWidth, petalLength, petalWidth)."""
+        score = self._model.score0
+        row = jpype.JArray(jpype.JDouble)(self._width)
+        preds = jpype.JArray(jpype.JDouble)(self._preds_size)
+        labels = self.labels
+        out = []
+        to_model_row = self._to_model_row
+        for values in rows:
+            row[:] = to_model_row(values)
+            score(row, preds)
+            label, *probabilities = memoryview(preds).tolist()
+            out.append(Prediction(labels[int(label)], probabilities))
+        return out
+
+
+def find_mojo(mojo: Path) -> Path:
+    """The MOJO zip itself, or the single one in the folder `mojo`."""
+    if mojo.is_dir():
+        zips = sorted(mojo.glob("*.zip"))
+        if len(zips) != 1:
+            raise ModelError(
+                f"expected one MOJO zip in {mojo}, found {len(zips)}:"
+                " train one with `faust -A iris_app train` or set IRIS_MOJO"
+            )
+        mojo = zips[0]
+    if not mojo.is_file():
+        raise ModelError(f"no MOJO at {mojo}: train one with `faust -A iris_app train` or set IRIS_MOJO")
+    if not (mojo.parent / GENMODEL_JAR).is_file():
+        raise ModelError(f"no {GENMODEL_JAR} next to {mojo}: the MOJO needs the jar it was exported with")
+    return mojo
+
+
+def _start_jvm(jar: Path) -> None:
+    if not jpype.isJVMStarted():
+        # -Xrs: SIGTERM and SIGINT stay with Python, so the worker shuts down (and commits) cleanly.
+        jpype.startJVM(_jvm_path(), "-Xrs", classpath=[str(jar)], convertStrings=False, interrupt=False)
+
+
+def _jvm_path() -> str:
+    """The Java runtime to start: JAVA_HOME's when it is set, else the one JPype finds."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        libjvm = Path(java_home) / "lib" / "server" / "libjvm.so"
+        if not libjvm.is_file():
+            raise ModelError(f"JAVA_HOME={java_home} holds no Java runtime ({libjvm}): point it at a Java 17")
+        return str(libjvm)
+    try:
+        return jpype.getDefaultJVMPath()
+    except jpype.JVMNotFoundException:
+        raise ModelError(
+            "Java 17 is needed to score the MOJO and none was found:"
+            " install a Java 17 runtime (e.g. openjdk-17-jre-headless) or set JAVA_HOME"
+        ) from None

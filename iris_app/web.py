@@ -1,0 +1,176 @@
+"""The worker's HTTP pages (Faust web): table state, the model card, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web as aiohttp_web
+from faust.exceptions import SameNode
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
+
+from . import metrics
+from .app import app, settings
+from .models import SPECIES, UNKNOWN_SPECIES
+from .tables import ACCURACY_KEY, count_key, window_accuracy, window_counts
+
+WINDOW_MS = settings.window_ms
+DASHBOARD = Path(__file__).with_name("dashboard.html")
+COUNT_KEYS = [(s, p) for s in (*SPECIES, UNKNOWN_SPECIES) for p in SPECIES]
+
+
+def json_response(web: View, value: Any, status: int = 200) -> Response:
+    return web.bytes(orjson.dumps(value), content_type="application/json", status=status)
+
+
+def local_windows(table) -> dict[str, list[tuple[int, Any]]]:
+    """(startMs, value) of every window held by this worker, by key, newest first: one table scan."""
+    windows: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+    for (key, (start, _end)), value in table.table.items():
+        windows[key].append((round(start * 1000), value))
+    for key_windows in windows.values():
+        key_windows.sort(reverse=True)
+    return windows
+
+
+def counts_of(species: str, predicted: str, windows: dict[str, list[tuple[int, Any]]]) -> list[dict]:
+    return [
+        {
+            "species": species,
+            "predictedSpecies": predicted,
+            "startMs": start,
+            "endMs": start + WINDOW_MS,
+            "count": count,
+        }
+        for start, count in windows.get(count_key(species, predicted), [])
+    ]
+
+
+async def routed(web: View, request: Request, table, key: str, local) -> Response:
+    """Answer from the worker owning `key` of `table`: here, or by forwarding the request."""
+    try:
+        return await app.router.route_req(table.table.name, key, web, request)
+    except SameNode:
+        return json_response(web, local())
+
+
+@app.page("/")
+async def dashboard(web: View, request: Request) -> Response:
+    """The live dashboard: the current window's confusion matrix, accuracy over time, records/s."""
+    return web.bytes(dashboard_html(), content_type="text/html")
+
+
+@cache
+def dashboard_html() -> bytes:
+    return DASHBOARD.read_bytes()
+
+
+@app.page("/counts/{species}/{predicted}/")
+async def key_counts(web: View, request: Request, species: str, predicted: str) -> Response:
+    """The windows of one (species, predictedSpecies), answered by the worker that owns it."""
+    if species not in (*SPECIES, UNKNOWN_SPECIES) or predicted not in SPECIES:
+        return json_response(
+            web, {"error": f"no such (species, predictedSpecies): {species}/{predicted}"}, 404
+        )
+    return await routed(
+        web,
+        request,
+        window_counts,
+        count_key(species, predicted),
+        lambda: counts_of(species, predicted, local_windows(window_counts)),
+    )
+
+
+@app.page("/counts/")
+async def all_counts(web: View, request: Request) -> Response:
+    """Every (species, predictedSpecies)'s windows, gathered from the workers that own them."""
+    here = (app.conf.canonical_url.host, app.conf.canonical_url.port)
+    windows = local_windows(window_counts)
+    counts: list[dict] = []
+    elsewhere: list[URL] = []
+    for species, predicted in COUNT_KEYS:
+        owner: URL = app.router.key_store(window_counts.table.name, count_key(species, predicted))
+        if (owner.host, owner.port) == here:
+            counts += counts_of(species, predicted, windows)
+        else:
+            elsewhere.append(owner.with_path(f"/counts/{species}/{predicted}/"))
+
+    async def fetch(url: URL) -> list[dict]:
+        async with app.http_client.get(url) as response:
+            return orjson.loads(await response.read())
+
+    for remote in await asyncio.gather(*map(fetch, elsewhere)):
+        counts += remote
+    counts.sort(key=lambda c: (-c["startMs"], c["species"], c["predictedSpecies"]))
+    return json_response(web, counts)
+
+
+@app.page("/accuracy/")
+async def accuracy(web: View, request: Request) -> Response:
+    """Accuracy per window over the labelled records, newest first."""
+
+    def local() -> list[dict]:
+        return [
+            {
+                "startMs": start,
+                "endMs": start + WINDOW_MS,
+                "correct": correct,
+                "total": total,
+                "accuracy": correct / total,
+            }
+            for start, (correct, total) in local_windows(window_accuracy).get(ACCURACY_KEY, [])
+        ]
+
+    return await routed(web, request, window_accuracy, ACCURACY_KEY, local)
+
+
+@app.page("/model/")
+async def model_card(web: View, request: Request) -> Response:
+    """The deployed model's card (model.json beside the MOJO)."""
+    return web.bytes(app.scorer.card, content_type="application/json")
+
+
+@app.page("/health")
+async def health(web: View, request: Request) -> Response:
+    """200 when the worker classifies; 503 with the reason while it cannot."""
+    if app.scorer is None:
+        reason = "loading the model"
+    elif app.rebalancing:
+        reason = "rebalancing partitions"
+    elif app.tables.recovery.in_recovery:
+        reason = "recovering table state"
+    else:
+        return json_response(web, {"status": "ready", "model": app.scorer.path.name})
+    return json_response(web, {"status": "not ready", "reason": reason}, 503)
+
+
+@app.page("/metrics")
+async def prometheus_metrics(web: View, request: Request) -> Response:
+    """Prometheus text: records classified, dead letters by reason, scoring time, lag, accuracy."""
+    monitor = app.monitor
+    for tp, end in monitor.tp_end_offsets.items():
+        if tp.topic == "iris":
+            metrics.consumer_lag.labels(str(tp.partition)).set(
+                max(0, end - monitor.tp_read_offsets.get(tp, -1) - 1)
+            )
+    return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+@aiohttp_web.middleware
+async def json_not_found(request: aiohttp_web.Request, handler):
+    """Unknown paths answer 404 with a JSON error, like unknown species do."""
+    try:
+        return await handler(request)
+    except aiohttp_web.HTTPNotFound:
+        return aiohttp_web.json_response({"error": f"no such page: {request.path}"}, status=404)
+
+
+@app.on_worker_init.connect
+def add_json_not_found(sender, **kwargs) -> None:
+    app.web.web_app.middlewares.append(json_not_found)

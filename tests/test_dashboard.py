@@ -1,0 +1,67 @@
+"""The live dashboard, loaded in a real headless Chromium, shows the counts of the records we produce."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import orjson
+from playwright.sync_api import sync_playwright
+
+from iris_app.models import MEASUREMENTS
+from iris_app.windows import window_start
+
+MINUTE_MS = 60_000
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright downloads no browser here
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RECORDS = [
+    {"sepalLength": 5.1, "sepalWidth": 3.5, "petalLength": 1.4, "petalWidth": 0.2, "species": "setosa"},
+    {"sepalLength": 6.4, "sepalWidth": 3.2, "petalLength": 4.5, "petalWidth": 1.5, "species": "versicolor"},
+    {"sepalLength": 6.3, "sepalWidth": 3.3, "petalLength": 6.0, "petalWidth": 2.5, "species": "virginica"},
+    {"sepalLength": 5.9, "sepalWidth": 3.2, "petalLength": 4.8, "petalWidth": 1.8, "species": "versicolor"},
+    {"sepalLength": 7.0, "sepalWidth": 3.0, "petalLength": 5.0, "petalWidth": 2.0},
+]
+
+
+def test_the_dashboard_shows_the_current_windows_confusion_matrix(worker, kafka, scorer, tmp_path):
+    # A window ahead of every other test's, so it is the newest: the dashboard's "current" one.
+    window = window_start(int(time.time() * 1000), MINUTE_MS) + 10 * MINUTE_MS
+    records = RECORDS * 3
+    kafka.produce("iris", [(None, orjson.dumps(r), window + i) for i, r in enumerate(records)])
+    labels = [p.label for p in scorer.predict([[r[m] for m in MEASUREMENTS] for r in records])]
+    expected = Counter((r.get("species", "unknown"), label) for r, label in zip(records, labels))
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(worker.url + "/")
+            page.wait_for_function(
+                """expected => expected.every(([s, p, n]) => {
+                    const cell = document.querySelector(`td[data-species="${s}"][data-predicted="${p}"]`);
+                    return cell && cell.textContent === String(n);
+                })""",
+                arg=[[s, p, n] for (s, p), n in expected.items()],
+                timeout=60_000,
+            )
+            cells = page.eval_on_selector_all(
+                "td[data-species]",
+                "tds => tds.map(td => [td.dataset.species, td.dataset.predicted, td.textContent])",
+            )
+            model = page.text_content("#model")
+            page.wait_for_function("document.getElementById('accuracy').textContent.endsWith('%')")
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        finally:
+            browser.close()
+
+    assert {(s, p): int(n) for s, p, n in cells if int(n)} == dict(expected)
+    assert len(cells) == 12  # 4 true species (with unknown) x 3 predicted
+    assert model.startswith("DeepLearning_")
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000

@@ -1,0 +1,49 @@
+"""The embedded default: with no KAFKA_BROKER, one command runs a broker, a worker and the generator."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, Kafka
+
+from iris_app.broker import free_port
+
+LAUNCHER = str(Path(sys.executable).with_name("iris-app-local"))
+
+
+def test_the_run_command_starts_a_broker_streams_generated_records_and_stops_the_broker(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BROKER"}
+    process = subprocess.Popen(
+        [LAUNCHER, "--web-port", str(free_port())],
+        cwd=REPO,
+        env={**env, "IRIS_GENERATOR_INTERVAL": "0.02"},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        banner = process.stderr.readline()
+        url = re.search(r"local tansu broker \(memory only\) on (kafka://127\.0\.0\.1:\d+)", banner).group(1)
+        kafka = Kafka(url)
+
+        classified = kafka.read_until("iris-classified", lambda ms: len(ms) >= 20, timeout=120)
+        counts = kafka.read_until("iris-classified-window-counts", lambda ms: len(ms) >= 1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=60)
+
+    assert returncode == 0
+    for message in classified:
+        record = message.json()
+        assert record["species"] in {"setosa", "versicolor", "virginica"}
+        assert record["predictedSpecies"] in {"setosa", "versicolor", "virginica"}
+    assert counts[0].json()["count"] >= 1
+    port = int(url.rsplit(":", 1)[1])
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the broker outlived the worker"

@@ -1,0 +1,178 @@
+"""End to end on a real broker: records in `iris` come out classified, dead-lettered and counted."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+
+import orjson
+
+from iris_app.models import MEASUREMENTS
+from iris_app.windows import window_start
+
+MINUTE_MS = 60_000
+GOOD = [
+    {"sepalLength": 5.1, "sepalWidth": 3.5, "petalLength": 1.4, "petalWidth": 0.2, "species": "setosa"},
+    {"sepalLength": 6.4, "sepalWidth": 3.2, "petalLength": 4.5, "petalWidth": 1.5, "species": "versicolor"},
+    {"sepalLength": 6.3, "sepalWidth": 3.3, "petalLength": 6.0, "petalWidth": 2.5, "species": "virginica"},
+    {"sepalLength": 5.9, "sepalWidth": 3.2, "petalLength": 4.8, "petalWidth": 1.8, "species": "versicolor"},
+    {"sepalLength": 7, "sepalWidth": 3, "petalLength": 5, "petalWidth": 2},  # ints, and no true label
+]
+
+
+def keyed(prefix: str, n: int) -> list[bytes]:
+    return [f"{prefix}-{uuid.uuid4().hex[:8]}-{i}".encode() for i in range(n)]
+
+
+def by_key(messages, keys) -> dict[bytes, object]:
+    wanted = set(keys)
+    return {m.key: m for m in messages if m.key in wanted}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def test_good_records_come_out_classified_with_exactly_the_spec_keys(worker, kafka, scorer):
+    records = GOOD * 4
+    keys = keyed("good", len(records))
+    sent_at = now_ms()
+    kafka.produce(
+        "iris",
+        [
+            (key, orjson.dumps({**record, "comment": "ignored extra key"}), sent_at + i)
+            for i, (key, record) in enumerate(zip(keys, records))
+        ],
+    )
+
+    out = by_key(kafka.read_until("iris-classified", lambda ms: len(by_key(ms, keys)) == len(keys)), keys)
+
+    expected_labels = [p.label for p in scorer.predict([[r[m] for m in MEASUREMENTS] for r in records])]
+    for i, (key, record, label) in enumerate(zip(keys, records, expected_labels)):
+        message = out[key]
+        assert message.json() == {**record, "predictedSpecies": label}
+        assert list(message.json())[-1] == "predictedSpecies"
+        assert message.timestamp == sent_at + i  # event time is carried to the output
+    assert set(expected_labels) == {"setosa", "versicolor", "virginica"}
+
+
+BAD = {
+    b"not json": "not JSON",
+    b"[1, 2, 3]": "not a JSON object but list",
+    b'{"sepalLength":5.1,"sepalWidth":3.5,"petalLength":1.4}': "petalWidth: missing",
+    b'{"sepalLength":"5.1","sepalWidth":3.5,"petalLength":1.4,"petalWidth":0.2}': "sepalLength: not a number",
+    b'{"sepalLength":5.1,"sepalWidth":-3.5,"petalLength":1.4,"petalWidth":0.2}': "sepalWidth: negative",
+    b'{"sepalLength":5.1,"sepalWidth":3.5,"petalLength":1e999,"petalWidth":0.2}': "not JSON",
+    b'{"sepalLength":5.1,"sepalWidth":3.5,"petalLength":1.4,"petalWidth":0.2,"species":"rose"}': (
+        'species: unknown "rose"'
+    ),
+    b'{"sepalLength":5.1,"pad":"' + b"x" * 20_000 + b'"}': "message too large",
+    b"\xff\xfe not utf-8": "not JSON",
+}
+
+
+def test_bad_records_go_to_the_dlq_with_their_reason_and_good_ones_are_unaffected(worker, kafka):
+    bad_keys = keyed("bad", len(BAD))
+    good_keys = keyed("fine", len(BAD))
+    produced = []
+    for bad_key, good_key, value in zip(bad_keys, good_keys, BAD):
+        produced += [(bad_key, value, None), (good_key, orjson.dumps(GOOD[0]), None)]
+    kafka.produce("iris", produced)
+
+    dlq = by_key(
+        kafka.read_until("iris-dlq", lambda ms: len(by_key(ms, bad_keys)) == len(bad_keys)), bad_keys
+    )
+    classified = kafka.read_until("iris-classified", lambda ms: len(by_key(ms, good_keys)) == len(good_keys))
+
+    for key, (value, reason) in zip(bad_keys, BAD.items()):
+        letter = dlq[key].json()
+        assert letter["error"].startswith(reason), letter["error"]
+        assert letter["topic"] == "iris"
+        assert letter["key"] == key.decode()
+        assert isinstance(letter["offset"], int) and isinstance(letter["partition"], int)
+        assert letter["timestamp"] == dlq[key].timestamp
+        try:
+            assert letter["value"] == value.decode()
+        except UnicodeDecodeError:
+            assert letter["value"] == "//4gbm90IHV0Zi04"  # base64 of the original bytes
+    assert not by_key(classified, bad_keys), "a bad record was classified"
+    assert all(m.json()["predictedSpecies"] == "setosa" for m in by_key(classified, good_keys).values())
+
+
+def latest_counts(messages, windows: set[int]) -> dict[tuple[str, str, int], int]:
+    """The latest count of each (species, predictedSpecies, startMs) in `windows`: what compaction keeps."""
+    latest = {}
+    for m in messages:
+        count = m.json()
+        if count["startMs"] in windows:
+            assert orjson.loads(m.key) == [count["species"], count["predictedSpecies"], count["startMs"]]
+            latest[count["species"], count["predictedSpecies"], count["startMs"]] = count["count"]
+    return latest
+
+
+def test_records_are_counted_in_the_window_of_their_event_time(worker, kafka, scorer):
+    # Two minutes a few minutes back, well within the grace period, used by no other test.
+    first = window_start(now_ms(), MINUTE_MS) - 10 * MINUTE_MS
+    windows = {first, first + MINUTE_MS}
+    records = [(GOOD[i % len(GOOD)], first + MINUTE_MS * (i % 2) + 1_000 * i) for i in range(30)]
+    kafka.produce("iris", [(None, orjson.dumps(r), ts) for r, ts in records])
+
+    labels = [p.label for p in scorer.predict([[r[m] for m in MEASUREMENTS] for r, _ in records])]
+    expected = Counter(
+        (r.get("species", "unknown"), label, window_start(ts, MINUTE_MS))
+        for (r, ts), label in zip(records, labels)
+    )
+    messages = kafka.read_until(
+        "iris-classified-window-counts", lambda ms: latest_counts(ms, windows) == expected
+    )
+
+    assert sum(latest_counts(messages, windows).values()) == len(records)
+    for m in messages:
+        count = m.json()
+        if count["startMs"] in windows:
+            assert count["endMs"] == count["startMs"] + MINUTE_MS
+            assert set(count) == {"species", "predictedSpecies", "startMs", "endMs", "count"}
+
+
+def test_a_record_later_than_the_grace_period_is_classified_but_not_counted(worker, kafka):
+    key = keyed("late", 1)[0]
+    now = now_ms()
+    late = window_start(now, MINUTE_MS) - 3 * 60 * MINUTE_MS  # three hours back: past the 1 h grace
+    marker = window_start(now, MINUTE_MS) - 20 * MINUTE_MS
+    setosa = orjson.dumps(GOOD[0])
+    # One key, so one partition: the worker sees them in this order.
+    kafka.produce("iris", [(key, setosa, now), (key, setosa, late + 5), (key, setosa, marker + 5)])
+
+    messages = kafka.read_until(
+        "iris-classified-window-counts",
+        lambda ms: ("setosa", "setosa", marker) in latest_counts(ms, {marker}),
+    )
+    assert latest_counts(messages, {late}) == {}
+    classified = kafka.read_until("iris-classified", lambda ms: len([m for m in ms if m.key == key]) == 3)
+    assert sorted(m.timestamp for m in classified if m.key == key) == [late + 5, marker + 5, now]
+
+
+def test_each_window_update_publishes_the_accuracy_over_its_labelled_records(worker, kafka, scorer):
+    window = window_start(now_ms(), MINUTE_MS) - 30 * MINUTE_MS  # used by no other test
+    records = GOOD * 3  # one in five without a true label: not counted toward accuracy
+    kafka.produce("iris", [(None, orjson.dumps(r), window + i) for i, r in enumerate(records)])
+
+    labels = [p.label for p in scorer.predict([[r[m] for m in MEASUREMENTS] for r in records])]
+    labelled = [(r["species"], label) for r, label in zip(records, labels) if "species" in r]
+    correct = sum(species == label for species, label in labelled)
+    expected = {
+        "startMs": window,
+        "endMs": window + MINUTE_MS,
+        "correct": correct,
+        "total": len(labelled),
+        "accuracy": correct / len(labelled),
+    }
+
+    def latest(messages):
+        updates = [m for m in messages if m.key == str(window).encode()]
+        return updates[-1].json() if updates else None
+
+    messages = kafka.read_until("iris-classified-window-accuracy", lambda ms: latest(ms) == expected)
+    assert latest(messages) == expected
+    assert len(labelled) == 12 and 0 < correct <= 12

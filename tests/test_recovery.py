@@ -1,0 +1,110 @@
+"""Workers stopped (SIGTERM) or killed (SIGKILL) mid-stream lose nothing: at least once, end to end."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+
+import orjson
+from conftest import REPO, Kafka, Worker
+
+from iris_app.app import read_samples
+from iris_app.broker import LocalBroker
+from iris_app.models import MEASUREMENTS
+from iris_app.windows import window_start
+
+MINUTE_MS = 60_000
+
+
+def test_a_stopped_and_a_killed_worker_lose_no_record_and_undercount_no_window(tmp_path, scorer):
+    rng = random.Random(3)
+    samples = read_samples(REPO / "data" / "iris.csv")
+    start = window_start(int(time.time() * 1000), MINUTE_MS) - 3 * MINUTE_MS
+    records = [
+        (b"r%d" % i, rng.choice(samples), start + i * 120)  # 1,500 records over three minutes
+        for i in range(1500)
+    ]
+    labels = [p.label for p in scorer.predict([[r[m] for m in MEASUREMENTS] for _, r, _ in records])]
+    truth = Counter(
+        (r["species"], label, window_start(ts, MINUTE_MS)) for (_, r, ts), label in zip(records, labels)
+    )
+    chunks = [records[i : i + 250] for i in range(0, 1500, 250)]
+
+    def produce(chunk):
+        kafka.produce("iris", [(key, orjson.dumps(r), ts) for key, r, ts in chunk])
+
+    def classified_keys(messages):
+        return {m.key for m in messages}
+
+    with LocalBroker() as broker:
+        kafka = Kafka(broker.url)
+        # Tables move between these workers: tansu needs one record per producer batch (SPEC).
+        env = {
+            "KAFKA_BROKER": broker.url,
+            "IRIS_GENERATOR_INTERVAL": "0",
+            "IRIS_PRODUCER_MAX_BATCH_SIZE": "1",
+        }
+        dirs = [tmp_path / "w0", tmp_path / "w1"]
+        workers = [Worker(env, d) for d in dirs]
+        try:
+            for w in workers:
+                w.wait_ready()
+            produce(chunks[0])
+            kafka.read_until("iris-classified", lambda ms: len(classified_keys(ms)) >= 150, timeout=120)
+            produce(chunks[1])
+
+            workers[1].process.send_signal(signal.SIGTERM)  # a clean stop, mid-stream
+            # It flushes what it produced first: slow with one record per batch (the tansu workaround).
+            try:
+                assert workers[1].process.wait(timeout=240) == 0
+            except subprocess.TimeoutExpired:
+                raise AssertionError("SIGTERM did not stop the worker:\n" + "".join(workers[1].lines[-40:]))
+            produce(chunks[2])
+            workers[1] = Worker(env, dirs[1])
+            workers[1].wait_ready()
+            produce(chunks[3])
+
+            kafka.read_until("iris-classified", lambda ms: len(classified_keys(ms)) >= 900, timeout=180)
+            workers[0].process.kill()  # a crash, mid-stream: no commit, no flush
+            workers[0].process.wait()
+            produce(chunks[4])
+            workers[0] = Worker(env, dirs[0])
+            workers[0].wait_ready()
+            produce(chunks[5])
+
+            try:
+                classified = kafka.read_until(
+                    "iris-classified", lambda ms: len(classified_keys(ms)) == 1500, timeout=300
+                )
+            except AssertionError as missing:
+                tails = ["".join(w.lines[-40:]) for w in workers]
+                raise AssertionError(
+                    f"{missing}\n--- worker 0:\n{tails[0]}\n--- worker 1:\n{tails[1]}"
+                ) from None
+
+            def latest(messages):
+                return {tuple(orjson.loads(m.key)): m.json()["count"] for m in messages}
+
+            counts = kafka.read_until(
+                "iris-classified-window-counts",
+                lambda ms: all(latest(ms).get(k, 0) >= n for k, n in truth.items()),
+                timeout=180,
+            )
+        finally:
+            for w in workers:
+                w.stop()
+
+    expected = {key: label for (key, _, _), label in zip(records, labels)}
+    assert all(expected[m.key] == m.json()["predictedSpecies"] for m in classified)  # nothing misplaced
+    counted = latest(counts)
+    assert set(counted) == set(truth)
+    overcount = sum(counted.values()) - sum(truth.values())
+    duplicates = len(classified) - 1500
+    # At least once: no window is undercounted (checked above); the replay after the kill shows as an
+    # overcount, reported here (README, "Delivery guarantees").
+    print(
+        f"\nreplayed after the kill: {duplicates} classified twice; windows overcounted by {overcount} in all"
+    )

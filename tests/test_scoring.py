@@ -1,0 +1,76 @@
+"""The in-process scorer gives H2O's own answers, and refuses a model it cannot use."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from iris_app.scoring import ModelError, Scorer
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_matches_h2o(scorer: Scorer, mojo: Path) -> None:
+    """Labels and probabilities equal H2O's own predictions (mojo/predictions.csv) for all 150 rows."""
+    rows = read_csv(REPO / "data" / "iris.csv")
+    reference = read_csv(mojo / "predictions.csv")
+    predictions = scorer.predict([[float(row[f]) for f in FEATURES] for row in rows])
+    assert len(predictions) == len(reference) == 150
+    for i, (prediction, expected) in enumerate(zip(predictions, reference)):
+        assert prediction.label == expected["predict"], f"row {i}"
+        assert prediction.probabilities == pytest.approx(
+            [float(expected[label]) for label in scorer.labels], abs=1e-9
+        ), f"row {i}"
+
+
+def test_the_deployed_model_scores_exactly_as_h2o_does(scorer):
+    assert scorer.labels == ("setosa", "versicolor", "virginica")
+    assert_matches_h2o(scorer, REPO / "mojo")
+
+
+def test_the_mojo_can_be_named_by_its_zip(scorer):
+    assert Scorer(scorer.path).labels == scorer.labels
+
+
+def test_no_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelError, match=r"no MOJO at .*/missing: train one with `faust -A iris_app train`"):
+        Scorer(tmp_path / "missing")
+    with pytest.raises(ModelError, match="expected one MOJO zip in .*, found 0"):
+        Scorer(tmp_path)
+
+
+def test_a_corrupt_model_is_a_clear_error(tmp_path):
+    shutil.copy(REPO / "mojo" / "h2o-genmodel.jar", tmp_path)
+    (tmp_path / "model.zip").write_bytes(b"PK\x03\x04 this is not a MOJO")
+    with pytest.raises(ModelError, match="cannot load the MOJO .*model.zip: "):
+        Scorer(tmp_path)
+
+
+def test_a_mojo_without_its_jar_is_a_clear_error(tmp_path, scorer):
+    shutil.copy(scorer.path, tmp_path)
+    with pytest.raises(ModelError, match="no h2o-genmodel.jar next to"):
+        Scorer(tmp_path)
+
+
+def test_a_java_home_without_java_is_a_clear_error(tmp_path):
+    script = "from pathlib import Path; from iris_app.scoring import Scorer; Scorer(Path('mojo'))"
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={"JAVA_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode != 0
+    assert f"ModelError: JAVA_HOME={tmp_path} holds no Java runtime" in run.stderr

@@ -1,0 +1,54 @@
+"""A worker that cannot do its job stops at start-up with one readable line and a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import FAUST, REPO
+
+
+def start_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [FAUST, "-A", "iris_app", "--datadir", str(tmp_path / "data"), "worker", "-l", "info"],
+        cwd=REPO,
+        # No broker listens on port 1: the worker must stop before it needs one.
+        env={**os.environ, "KAFKA_BROKER": "kafka://127.0.0.1:1", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def the_one_error_line(run: subprocess.CompletedProcess) -> str:
+    output = run.stdout + run.stderr
+    assert "Traceback" not in output
+    lines = [line for line in output.splitlines() if "iris_app: " in line]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def test_a_missing_model_stops_the_worker(tmp_path):
+    run = start_worker(tmp_path, IRIS_MOJO=str(tmp_path / "nowhere"))
+    assert run.returncode == 2
+    assert "iris_app: cannot start: no MOJO at" in the_one_error_line(run)
+
+
+def test_a_corrupt_model_stops_the_worker(tmp_path):
+    (tmp_path / "broken.zip").write_bytes(b"not a zip at all")
+    (tmp_path / "h2o-genmodel.jar").symlink_to(REPO / "mojo" / "h2o-genmodel.jar")
+    run = start_worker(tmp_path, IRIS_MOJO=str(tmp_path / "broken.zip"))
+    assert run.returncode == 2
+    assert "iris_app: cannot start: cannot load the MOJO" in the_one_error_line(run)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("IRIS_PARTITIONS", "many"), ("KAFKA_BROKER", "localhost"), ("IRIS_WINDOW_SECONDS", "-60")],
+)
+def test_a_bad_setting_stops_the_worker(tmp_path, name, value):
+    run = start_worker(tmp_path, **{name: value})
+    assert run.returncode == 1
+    assert the_one_error_line(run).startswith(f"iris_app: bad setting: {name}={value!r}")

@@ -1,0 +1,92 @@
+"""The worker's HTTP pages: table state, the model card, health, metrics, and JSON errors."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import orjson
+from conftest import REPO
+from prometheus_client.parser import text_string_to_metric_families
+
+from iris_app.windows import window_start
+
+MINUTE_MS = 60_000
+VIRGINICA = {
+    "sepalLength": 6.3,
+    "sepalWidth": 3.3,
+    "petalLength": 6.0,
+    "petalWidth": 2.5,
+    "species": "virginica",
+}
+
+
+def test_counts_and_accuracy_show_the_windows_of_the_tables(worker, kafka):
+    window = window_start(int(time.time() * 1000), MINUTE_MS) - 40 * MINUTE_MS  # used by no other test
+    kafka.produce("iris", [(None, orjson.dumps(VIRGINICA), window + i) for i in range(7)])
+    expected = {
+        "species": "virginica",
+        "predictedSpecies": "virginica",
+        "startMs": window,
+        "endMs": window + MINUTE_MS,
+        "count": 7,
+    }
+    kafka.read_until("iris-classified-window-counts", lambda ms: any(m.json() == expected for m in ms))
+
+    status, content_type, body = worker.get("/counts/virginica/virginica/")
+    assert (status, content_type) == (200, "application/json")
+    assert expected in json.loads(body)
+
+    status, _, body = worker.get("/counts/")
+    assert status == 200 and expected in json.loads(body)
+    assert {(c["species"], c["predictedSpecies"]) for c in json.loads(body)} >= {("virginica", "virginica")}
+
+    kafka.read_until(
+        "iris-classified-window-accuracy", lambda ms: any(m.json()["startMs"] == window for m in ms)
+    )
+    status, _, body = worker.get("/accuracy/")
+    windows = {w["startMs"]: w for w in json.loads(body)}
+    assert status == 200
+    assert windows[window] == {
+        "startMs": window,
+        "endMs": window + MINUTE_MS,
+        "correct": 7,
+        "total": 7,
+        "accuracy": 1.0,
+    }
+
+
+def test_unknown_species_and_paths_answer_404_in_json(worker):
+    for path in ["/counts/rose/setosa/", "/counts/setosa/unknown/", "/no/such/page"]:
+        status, content_type, body = worker.get(path)
+        assert (status, content_type) == (404, "application/json"), path
+        assert "error" in json.loads(body)
+
+
+def test_the_model_card_is_the_deployed_one(worker):
+    status, _, body = worker.get("/model/")
+    assert status == 200
+    assert json.loads(body) == json.loads((REPO / "mojo" / "model.json").read_text())
+
+
+def test_health_says_ready(worker):
+    status, _, body = worker.get("/health")
+    assert status == 200
+    assert json.loads(body)["status"] == "ready"
+
+
+def test_metrics_are_prometheus_text_with_the_pipelines_figures(worker, kafka):
+    kafka.produce("iris", [(b"metrics-bad", b"{not json", None)])
+    kafka.read_until("iris-dlq", lambda ms: any(m.key == b"metrics-bad" for m in ms))
+
+    status, content_type, body = worker.get("/metrics")
+    assert (status, content_type) == (200, "text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+    assert samples["iris_records_classified_total", ()] > 0
+    assert samples["iris_records_dead_lettered_total", (("reason", "not_json"),)] >= 1
+    assert samples["iris_scoring_batch_seconds_count", ()] > 0
+    assert any(name == "iris_consumer_lag" for name, _ in samples)
