@@ -72,7 +72,7 @@ class Processes:
                     str(datadir / str(i)),
                     "worker",
                     "-l",
-                    "warn",
+                    "info",  # as the README runs it (at "warn" Faust sets the root logger to DEBUG)
                     "--web-port",
                     str(free_port()),
                 ]

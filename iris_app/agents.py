@@ -10,6 +10,7 @@ iris ─► classify ─► iris-classified
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import random
 from collections import Counter
@@ -29,6 +30,7 @@ from .app import (
     window_counts_topic,
     window_deltas_topic,
 )
+from .batches import batches
 from .models import (
     MEASUREMENTS,
     UNKNOWN_SPECIES,
@@ -60,7 +62,7 @@ if settings.generator_interval > 0:
 @app.agent(iris_topic)
 async def classify(stream: faust.StreamT) -> None:
     """Score each batch of input records in-process and forward them; bad ones go to the DLQ."""
-    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
+    async for events in batches(stream, BATCH_SIZE, within=BATCH_WITHIN):
         good: list[tuple[faust.EventT, dict]] = []
         for event in events:
             try:
@@ -70,17 +72,17 @@ async def classify(stream: faust.StreamT) -> None:
                 await dlq_topic.send(
                     key=event.key, value=dead_letter(event, str(error)), timestamp=event.message.timestamp
                 )
-        send, classified = app.producer.send, classified_topic.get_topic_name()
+        rows = [[record[m] for m in MEASUREMENTS] for _, record in good]
         with metrics.scoring_seconds.time():
-            predictions = app.scorer.predict([[record[m] for m in MEASUREMENTS] for _, record in good])
+            predictions = await app.scorer.predict_aside(rows)  # the next batch is read meanwhile
+        classified: list[tuple[bytes | None, bytes, int]] = []
         counts: Counter[tuple[str, str, int]] = Counter()
         correct: Counter[int] = Counter()
         labelled: Counter[int] = Counter()
         for (event, record), prediction in zip(good, predictions):
             record["predictedSpecies"] = prediction.label
-            # Straight to the producer: Topic.send's per-message machinery costs more than the scoring.
-            await send(classified, event.key, orjson.dumps(record), None, event.message.timestamp, None)
             timestamp_ms = round(event.message.timestamp * 1000)
+            classified.append((event.key, orjson.dumps(record), timestamp_ms))
             clock.observe(timestamp_ms)
             start_ms = window_start(timestamp_ms, WINDOW_MS)
             if clock.is_late(start_ms):
@@ -91,17 +93,27 @@ async def classify(stream: faust.StreamT) -> None:
             if species:
                 labelled[start_ms] += 1
                 correct[start_ms] += species == prediction.label
+        # As whole record batches: Topic.send's per-message machinery costs more than the scoring.
+        delivered = await app.producer.send_batches(classified_topic.get_topic_name(), classified)
         metrics.classified.inc(len(good))
         for (species, predicted, start_ms), count in counts.items():
-            await window_deltas_topic.send(
-                key=count_key(species, predicted),
-                value=WindowDelta(species=species, predictedSpecies=predicted, startMs=start_ms, count=count),
+            delivered.append(
+                await window_deltas_topic.send(
+                    key=count_key(species, predicted),
+                    value=WindowDelta(
+                        species=species, predictedSpecies=predicted, startMs=start_ms, count=count
+                    ),
+                )
             )
         for start_ms, total in labelled.items():
-            await accuracy_deltas_topic.send(
-                key=ACCURACY_KEY,
-                value=AccuracyDelta(startMs=start_ms, correct=correct[start_ms], total=total),
+            delivered.append(
+                await accuracy_deltas_topic.send(
+                    key=ACCURACY_KEY,
+                    value=AccuracyDelta(startMs=start_ms, correct=correct[start_ms], total=total),
+                )
             )
+        # The batch's offsets are acknowledged (and later committed) only once its output is delivered.
+        await asyncio.gather(*delivered)
 
 
 @app.agent(window_deltas_topic)

@@ -11,6 +11,7 @@ import faust
 from .models import MEASUREMENTS, AccuracyDelta, WindowAccuracy, WindowCount, WindowDelta
 from .scoring import ModelError, Scorer
 from .settings import Settings, SettingsError
+from .transport import Transport
 
 IRIS_DATA = Path("data/iris.csv")  # the generator's source of records
 
@@ -41,6 +42,13 @@ class IrisApp(faust.App):
         self.settings = settings
         self.scorer: Scorer | None = None
         self.samples: list[dict[str, float | str]] = []
+
+    def _new_transport(self) -> Transport:
+        """Faust's aiokafka transport, made for batches (transport.py)."""
+        return Transport(self.conf.broker_consumer, self)
+
+    def _new_producer_transport(self) -> Transport:
+        return Transport(self.conf.broker_producer, self)
 
     async def on_first_start(self) -> None:
         """Load the model (and the generator's data) once, before any record is read."""
