@@ -78,7 +78,8 @@ class Processes:
                 ]
             else:
                 command = [sys.executable, str(REPO / "bench" / "reference.py")]
-            self.procs.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL))
+            quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL if kind == "app" else None}
+            self.procs.append(subprocess.Popen(command, cwd=REPO, env=env, **quiet))
 
     def stop(self) -> tuple[float, float]:
         """Stop them all; return (CPU seconds in all, the largest peak RSS in MB)."""

@@ -58,15 +58,15 @@ class Scorer:
         # The model's row, from a record's fields in COLUMNS order.
         self._to_model_row = itemgetter(*(list(COLUMNS.values()).index(name) for name in names))
         self._preds_size = int(model.getPredsSize())
-        self._score_rows = _score_rows_loop(model)
+        self._score_rows = _score_rows_loop(model, self._preds_size)
         self._new_array = jpype.JClass("java.lang.reflect.Array").newInstance
         self._thread = ThreadPoolExecutor(1, "scorer", initializer=jpype.java.lang.Thread.attachAsDaemon)
 
     def predict(self, rows: Sequence[Sequence[float]]) -> list[Prediction]:
         """Score rows of (sepalLength, sepalWidth, petalLength, petalWidth)."""
-        model_rows, preds = self._java_arrays(rows)
-        self._score_rows.invokeWithArguments(model_rows, preds)
-        return self._predictions(preds)
+        arrays = self._java_arrays(rows)
+        self._score_rows.invokeWithArguments(*arrays)
+        return self._predictions(arrays[-1])
 
     async def predict_aside(self, rows: Sequence[Sequence[float]]) -> list[Prediction]:
         """predict(), with the Java loop on the scorer's own thread: the event loop runs on meanwhile.
@@ -74,46 +74,64 @@ class Scorer:
         Only the Java call leaves the event loop's thread: it releases Python's GIL for
         the whole batch, where Python code on that thread would fight for it per row.
         """
-        model_rows, preds = self._java_arrays(rows)
+        arrays = self._java_arrays(rows)
         await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._score_rows.invokeWithArguments, model_rows, preds
+            self._thread, self._score_rows.invokeWithArguments, *arrays
         )
-        return self._predictions(preds)
+        return self._predictions(arrays[-1])
 
-    def _java_arrays(self, rows: Sequence[Sequence[float]]) -> tuple[jpype.JArray, jpype.JArray]:
+    def _java_arrays(
+        self, rows: Sequence[Sequence[float]]
+    ) -> tuple[jpype.JArray, jpype.JArray, jpype.JArray]:
+        """The model's rows, one scratch array per row for score0, and the flat array of all predictions."""
         model_rows = jpype.JArray(jpype.JDouble, 2)([self._to_model_row(values) for values in rows])
-        return model_rows, self._new_array(jpype.JDouble, [len(rows), self._preds_size])
+        scratch = self._new_array(jpype.JDouble, [len(rows), self._preds_size])
+        return model_rows, scratch, jpype.JArray(jpype.JDouble)(len(rows) * self._preds_size)
 
-    def _predictions(self, preds: jpype.JArray) -> list[Prediction]:
-        labels = self.labels
-        out = []
-        for row_preds in preds:
-            label, *probabilities = memoryview(row_preds).tolist()
-            out.append(Prediction(labels[int(label)], probabilities))
-        return out
+    def _predictions(self, flat: jpype.JArray) -> list[Prediction]:
+        values, size, labels = memoryview(flat).tolist(), self._preds_size, self.labels
+        return [
+            Prediction(labels[int(values[start])], values[start + 1 : start + size])
+            for start in range(0, len(values), size)
+        ]
 
 
-def _score_rows_loop(model: jpype.JObject) -> jpype.JObject:
-    """A Java method handle `(rows, preds) -> for i: model.score0(rows[i], preds[i])`.
+def _score_rows_loop(model: jpype.JObject, preds_size: int) -> jpype.JObject:
+    """A Java method handle `(rows, scratch, flat) -> for i: flat[i*k:(i+1)*k] = score0(rows[i], scratch[i])`.
 
     h2o-genmodel scores one row per call; looping in Java instead of Python makes a
-    batch one JPype call, during which other Python threads run. Built from
-    java.lang.invoke combinators, so no Java source needs compiling.
+    batch one JPype call, during which other Python threads run, and its predictions
+    one flat array that Python reads at once. Built from java.lang.invoke combinators,
+    so no Java source needs compiling.
     """
     handles = jpype.JClass("java.lang.invoke.MethodHandles")
     method_type = jpype.JClass("java.lang.invoke.MethodType").methodType
+    lookup = handles.publicLookup()
     row, rows = jpype.JArray(jpype.JDouble).class_, jpype.JArray(jpype.JDouble, 2).class_
-    void, int_ = jpype.JClass("java.lang.Void").TYPE, jpype.JClass("java.lang.Integer").TYPE
-    score = (
-        handles.publicLookup()
-        .findVirtual(jpype.JClass("hex.genmodel.GenModel"), "score0", method_type(row, row, row))
-        .bindTo(model)
-        .asType(method_type(void, row, row))  # (row, preds) -> void
+    void, int_, obj = jpype.JClass("java.lang.Void").TYPE, jpype.JInt.class_, jpype.JObject.class_
+    k, zero = jpype.JInt(preds_size), jpype.JInt(0)  # bound as Integers (a Python int boxes as a Long)
+
+    # (rows, i, scratch, j) -> score0(rows[i], scratch[j]), which returns scratch[j] filled
+    score = lookup.findVirtual(jpype.JClass("hex.genmodel.GenModel"), "score0", method_type(row, row, row))
+    element = handles.arrayElementGetter(rows)
+    score_at = handles.collectArguments(handles.collectArguments(score.bindTo(model), 0, element), 2, element)
+    # (preds, flat, i) -> System.arraycopy(preds, 0, flat, i * k, k)
+    arraycopy = lookup.findStatic(
+        jpype.JClass("java.lang.System"), "arraycopy", method_type(void, obj, int_, obj, int_, int_)
     )
-    element = handles.arrayElementGetter(rows)  # (rows, i) -> rows[i]
-    by_index = handles.collectArguments(handles.collectArguments(score, 0, element), 2, element)
-    body = handles.permuteArguments(by_index, method_type(void, int_, rows, rows), 1, 0, 2, 0)
-    count = handles.dropArguments(handles.arrayLength(rows), 1, rows)  # (rows, preds) -> len(rows)
+    multiply = lookup.findStatic(
+        jpype.JClass("java.lang.Math"), "multiplyExact", method_type(int_, int_, int_)
+    )
+    copy_row = handles.filterArguments(
+        handles.insertArguments(handles.insertArguments(arraycopy, 4, k), 1, zero),
+        2,
+        handles.insertArguments(multiply, 1, k),
+    ).asType(method_type(void, row, row, int_))
+    # (i, rows, scratch, flat) -> copy_row(score_at(rows, i, scratch, i), flat, i)
+    body = handles.collectArguments(copy_row, 0, score_at)
+    body = handles.permuteArguments(body, method_type(void, int_, rows, rows, row), 1, 0, 2, 0, 3, 0)
+    # (rows, scratch, flat) -> len(rows)
+    count = handles.dropArguments(handles.arrayLength(rows), 1, rows, row)
     return handles.countedLoop(count, None, body)
 
 

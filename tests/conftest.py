@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -127,12 +128,15 @@ class Worker:
                 str(self.port),
             ],
             cwd=REPO,
-            env={**os.environ, **env},
+            # PYTHONFAULTHANDLER: SIGABRT prints every thread's stack (see dump_stacks).
+            env={**os.environ, "PYTHONFAULTHANDLER": "1", **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            errors="replace",
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         for line in self.process.stdout:
@@ -152,6 +156,13 @@ class Worker:
                 return response.status, response.headers.get_content_type(), response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.headers.get_content_type(), error.read()
+
+    def dump_stacks(self) -> str:
+        """Abort a hung worker, and return its last lines with every thread's stack."""
+        self.process.send_signal(signal.SIGABRT)
+        self.process.wait(timeout=30)
+        self._reader.join(timeout=30)  # it has read to the end of the output
+        return "".join(self.lines[-120:])
 
     def stop(self) -> None:
         stop_process(self.process, timeout=30)

@@ -61,7 +61,8 @@ def test_a_stopped_and_a_killed_worker_lose_no_record_and_undercount_no_window(t
             try:
                 assert workers[1].process.wait(timeout=240) == 0
             except subprocess.TimeoutExpired:
-                raise AssertionError("SIGTERM did not stop the worker:\n" + "".join(workers[1].lines[-40:]))
+                stacks = workers[1].dump_stacks()
+                raise AssertionError(f"SIGTERM did not stop the worker:\n{stacks}") from None
             produce(chunks[2])
             workers[1] = Worker(env, dirs[1])
             workers[1].wait_ready()
