@@ -32,8 +32,8 @@ class IrisApp(faust.App):
             topic_partitions=settings.partitions,
             # Kafka's own former default: a new worker joins in seconds, not half a minute.
             broker_session_timeout=10.0,
-            # Don't wait for streams to drain before a rebalance or shutdown: take_events holds
-            # events unacknowledged in its buffer, and the wait can then last forever. Offsets
+            # Don't wait for streams to drain before a rebalance or shutdown: the classify agent
+            # holds events unacknowledged in its batches, and the wait can then last forever. Offsets
             # are committed only up to acknowledged events, so nothing is lost: the next owner
             # reads the rest again (at least once).
             stream_wait_empty=False,
