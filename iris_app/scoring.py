@@ -155,7 +155,17 @@ def find_mojo(mojo: Path) -> Path:
 def _start_jvm(jar: Path) -> None:
     if not jpype.isJVMStarted():
         # -Xrs: SIGTERM and SIGINT stay with Python, so the worker shuts down (and commits) cleanly.
-        jpype.startJVM(_jvm_path(), "-Xrs", classpath=[str(jar)], convertStrings=False, interrupt=False)
+        # -Xmx128m, serial GC: scoring makes short-lived garbage only; at its defaults (a quarter
+        # of the machine's memory) the JVM let its heap, and the worker, grow past 300 MB.
+        jpype.startJVM(
+            _jvm_path(),
+            "-Xrs",
+            "-Xmx128m",
+            "-XX:+UseSerialGC",
+            classpath=[str(jar)],
+            convertStrings=False,
+            interrupt=False,
+        )
 
 
 def _jvm_path() -> str:

@@ -51,6 +51,9 @@ def windowed_table(name: str, default: type) -> faust.tables.wrappers.WindowWrap
         default=default,
         key_type=str,
         partitions=settings.partitions,
+        # A few keys per window: small RocksDB write buffers (Faust's default is 3 × 64 MiB for
+        # each partition's database, standbys included) keep a worker's memory small.
+        options={"write_buffer_size": 1 << 20, "max_write_buffer_number": 2},
     )
     return (
         app.tables.add(table)
