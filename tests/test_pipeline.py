@@ -7,8 +7,10 @@ import uuid
 from collections import Counter
 
 import orjson
+from aiokafka.partitioner import DefaultPartitioner
 
 from iris_app.models import MEASUREMENTS
+from iris_app.settings import Settings
 from iris_app.windows import window_start
 
 MINUTE_MS = 60_000
@@ -49,11 +51,14 @@ def test_good_records_come_out_classified_with_exactly_the_spec_keys(worker, kaf
     out = by_key(kafka.read_until("iris-classified", lambda ms: len(by_key(ms, keys)) == len(keys)), keys)
 
     expected_labels = [p.label for p in scorer.predict([[r[m] for m in MEASUREMENTS] for r in records])]
+    partitions = list(range(Settings().partitions))
     for i, (key, record, label) in enumerate(zip(keys, records, expected_labels)):
         message = out[key]
         assert message.json() == {**record, "predictedSpecies": label}
         assert list(message.json())[-1] == "predictedSpecies"
         assert message.timestamp == sent_at + i  # event time is carried to the output
+        # In the partition Kafka's default partitioner picks for its key (murmur2, as the Java clients).
+        assert message.partition == DefaultPartitioner()(key, partitions, partitions)
     assert set(expected_labels) == {"setosa", "versicolor", "virginica"}
 
 
