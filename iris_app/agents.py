@@ -42,6 +42,7 @@ from .models import (
     parse_iris,
 )
 from .tables import ACCURACY_KEY, count_key, window_accuracy, window_counts
+from .transport import Record
 from .windows import EventClock, window_start
 
 BATCH_SIZE = 1000  # records scored and sent together
@@ -64,18 +65,20 @@ async def classify(stream: faust.StreamT) -> None:
     """Score each batch of input records in-process and forward them; bad ones go to the DLQ."""
     async for events in batches(stream, BATCH_SIZE, within=BATCH_WITHIN):
         good: list[tuple[faust.EventT, dict]] = []
+        delivered: list[asyncio.Future] = []  # every output of the batch, awaited before it is acked
         for event in events:
             try:
                 good.append((event, parse_iris(event.value)))
             except InvalidRecord as error:
                 metrics.dead_lettered.labels(error.reason).inc()
-                await dlq_topic.send(
-                    key=event.key, value=dead_letter(event, str(error)), timestamp=event.message.timestamp
+                letter = dead_letter(event, str(error))
+                delivered.append(
+                    await dlq_topic.send(key=event.key, value=letter, timestamp=event.message.timestamp)
                 )
         rows = [[record[m] for m in MEASUREMENTS] for _, record in good]
         with metrics.scoring_seconds.time():
             predictions = await app.scorer.predict_aside(rows)  # the next batch is read meanwhile
-        classified: list[tuple[bytes | None, bytes, int]] = []
+        classified: list[Record] = []
         counts: Counter[tuple[str, str, int]] = Counter()
         correct: Counter[int] = Counter()
         labelled: Counter[int] = Counter()
@@ -94,7 +97,7 @@ async def classify(stream: faust.StreamT) -> None:
                 labelled[start_ms] += 1
                 correct[start_ms] += species == prediction.label
         # As whole record batches: Topic.send's per-message machinery costs more than the scoring.
-        delivered = await app.producer.send_batches(classified_topic.get_topic_name(), classified)
+        delivered += await app.producer.send_batches(classified_topic.get_topic_name(), classified)
         metrics.classified.inc(len(good))
         for (species, predicted, start_ms), count in counts.items():
             delivered.append(
