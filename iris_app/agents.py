@@ -14,6 +14,7 @@ import asyncio
 import base64
 import random
 from collections import Counter
+from typing import NamedTuple
 
 import faust
 import orjson
@@ -30,7 +31,7 @@ from .app import (
     window_counts_topic,
     window_deltas_topic,
 )
-from .batches import batches
+from .batches import ahead, batches
 from .models import (
     MEASUREMENTS,
     UNKNOWN_SPECIES,
@@ -41,6 +42,7 @@ from .models import (
     WindowDelta,
     parse_iris,
 )
+from .scoring import Prediction
 from .tables import ACCURACY_KEY, count_key, window_accuracy, window_counts
 from .transport import Record
 from .windows import EventClock, window_start
@@ -60,29 +62,34 @@ if settings.generator_interval > 0:
         await iris_topic.send(value=orjson.dumps(random.choice(app.samples)))
 
 
+class Scored(NamedTuple):
+    """A batch of input events, checked, with the predictions for its valid records."""
+
+    events: list[faust.EventT]
+    valid: list[tuple[faust.EventT, dict]]
+    invalid: list[tuple[faust.EventT, InvalidRecord]]
+    predictions: list[Prediction]
+
+
 @app.agent(iris_topic)
 async def classify(stream: faust.StreamT) -> None:
-    """Score each batch of input records in-process and forward them; bad ones go to the DLQ."""
-    async for events in batches(stream, BATCH_SIZE, within=BATCH_WITHIN):
-        good: list[tuple[faust.EventT, dict]] = []
+    """Score each batch of input records in-process and forward them; bad ones go to the DLQ.
+
+    The next batch is checked and scored (on the scorer's thread) while this one is forwarded.
+    """
+    async for batch in ahead(batches(stream, BATCH_SIZE, within=BATCH_WITHIN), check_and_score):
         delivered: list[asyncio.Future] = []  # every output of the batch, awaited before it is acked
-        for event in events:
-            try:
-                good.append((event, parse_iris(event.value)))
-            except InvalidRecord as error:
-                metrics.dead_lettered.labels(error.reason).inc()
-                letter = dead_letter(event, str(error))
-                delivered.append(
-                    await dlq_topic.send(key=event.key, value=letter, timestamp=event.message.timestamp)
-                )
-        rows = [[record[m] for m in MEASUREMENTS] for _, record in good]
-        with metrics.scoring_seconds.time():
-            predictions = await app.scorer.predict_aside(rows)  # the next batch is read meanwhile
+        for event, error in batch.invalid:
+            metrics.dead_lettered.labels(error.reason).inc()
+            letter = dead_letter(event, str(error))
+            delivered.append(
+                await dlq_topic.send(key=event.key, value=letter, timestamp=event.message.timestamp)
+            )
         classified: list[Record] = []
         counts: Counter[tuple[str, str, int]] = Counter()
         correct: Counter[int] = Counter()
         labelled: Counter[int] = Counter()
-        for (event, record), prediction in zip(good, predictions):
+        for (event, record), prediction in zip(batch.valid, batch.predictions):
             record["predictedSpecies"] = prediction.label
             timestamp_ms = round(event.message.timestamp * 1000)
             classified.append((event.key, orjson.dumps(record), timestamp_ms))
@@ -98,7 +105,7 @@ async def classify(stream: faust.StreamT) -> None:
                 correct[start_ms] += species == prediction.label
         # As whole record batches: Topic.send's per-message machinery costs more than the scoring.
         delivered += await app.producer.send_batches(classified_topic.get_topic_name(), classified)
-        metrics.classified.inc(len(good))
+        metrics.classified.inc(len(classified))
         for (species, predicted, start_ms), count in counts.items():
             delivered.append(
                 await window_deltas_topic.send(
@@ -117,6 +124,22 @@ async def classify(stream: faust.StreamT) -> None:
             )
         # The batch's offsets are acknowledged (and later committed) only once its output is delivered.
         await asyncio.gather(*delivered)
+        for event in batch.events:
+            event.ack()
+
+
+async def check_and_score(events: list[faust.EventT]) -> Scored:
+    """Check each input record (SPEC) and score the valid ones on the scorer's thread."""
+    valid, invalid = [], []
+    for event in events:
+        try:
+            valid.append((event, parse_iris(event.value)))
+        except InvalidRecord as error:
+            invalid.append((event, error))
+    rows = [[record[m] for m in MEASUREMENTS] for _, record in valid]
+    with metrics.scoring_seconds.time():
+        predictions = await app.scorer.predict_aside(rows)
+    return Scored(events, valid, invalid, predictions)
 
 
 @app.agent(window_deltas_topic)

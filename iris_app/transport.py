@@ -11,46 +11,67 @@ Everything else (gaps, offsets, commits, rebalances) is Faust's own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import aiokafka as aiokafka_client
 from aiokafka.partitioner import DefaultPartitioner
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka
+from faust.types import TP
 from mode import ServiceT
 
 Record = tuple[bytes | None, bytes, int]  # key, value, timestamp in ms
 
 
 class Consumer(aiokafka.Consumer):
-    async def _drain_messages(self, fetcher: ServiceT) -> None:
-        """Faust's loop (faust.transport.consumer.Consumer._drain_messages) less a task per message.
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._buffer_dropped = asyncio.Event()
 
-        While the flow is suspended (a rebalance), fetched messages are dropped, as
-        Faust's own loop drops them: the new assignment re-reads from the committed offsets.
+    def on_buffer_drop(self, tp: TP) -> None:
+        super().on_buffer_drop(tp)
+        self._buffer_dropped.set()
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:
+        """Faust's loop (Consumer._drain_messages, with its getmany inlined), less its per-message costs.
+
+        Faust races each delivery against "flow suspended" with four new tasks (mode's
+        `wait_first`), reads the partition's high-water mark for each message and looks
+        up its callback under a lock; here those are once per partition and fetch.
+        When the flow stops (a rebalance) or the generation changes, the rest of the
+        fetch is dropped, as Faust drops it: the new assignment reads it again.
         """
-        callback = self.callback
+        on_message = self.callback
+        # Rebuilt, under the lock, when the subscription changes: meanwhile on_message waits for it.
+        callbacks = self.app.topics._tp_to_callback
         consumer_stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
-        flow_suspended = self.suspend_flow.is_set
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
+        to_message, track_end_offset = self._to_message, self.app.monitor.track_tp_end_offset
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
-                await asyncio.sleep(0)  # getmany can return at once: let others run
-                async for tp, message in self.getmany(timeout=1.0):
-                    offset, last = message.offset, read_offset[tp]
-                    if last is not None and offset < last:
-                        continue  # already read: Faust drops it too
-                    if last and offset - last > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, last + 1, offset)
-                    if self._commit_every is not None and self._n_acked >= self._commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    if not flow_suspended():
-                        await callback(message)
-                    read_offset[tp] = offset
+                await asyncio.sleep(0)  # records can come at once: let others run
+                generation = self.app.consumer_generation_id
+                for tp, records in (await self._next_records()).items():
+                    track_end_offset(tp, self.highwater(tp))
+                    deliver = callbacks.get(tp, on_message)
+                    gaps_matter = acks_enabled_for(tp.topic)
+                    for record in records:
+                        if not self.flow_active or self.app.consumer_generation_id != generation:
+                            break
+                        offset, last = record.offset, read_offset[tp]
+                        if last is not None and offset < last:
+                            continue  # already read: Faust drops it too
+                        if last and offset - last > 1 and gaps_matter:
+                            await self._add_gap(tp, last + 1, offset)
+                        if self._commit_every is not None and self._n_acked >= self._commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        await deliver(to_message(tp, record))
+                        read_offset[tp] = offset
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if not self.transport.app.should_stop:
@@ -60,6 +81,29 @@ class Consumer(aiokafka.Consumer):
                 raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _next_records(self) -> Mapping[TP, list]:
+        """The next fetched records of the partitions whose stream buffers have room.
+
+        A full buffer takes its partition out of the fetch until it drains. aiokafka
+        sends a broker no fetch while it holds unread records of any partition the
+        broker leads, so until that buffer drains the other partitions get nothing
+        new either: poll again soon rather than wait out a second. When every buffer
+        is full, Faust would sleep a second; wait until one drains instead.
+        """
+        if not self.app.client_only and self._buffered_partitions and not self._get_active_partitions():
+            self._buffer_dropped.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._buffer_dropped.wait()
+        records, active = await self._wait_next_records(0.05 if self._buffered_partitions else 1.0)
+        if records is None or self.should_stop:
+            return {}
+        if not self.flow_active:
+            await self.perform_seek()  # back to the committed offsets, as Faust's getmany does
+            return {}
+        buffered = self._buffered_partitions
+        return {tp: rs for tp, rs in records.items() if active is None or tp in active or tp in buffered}
 
 
 class TopicTrackingProducer(aiokafka_client.AIOKafkaProducer):
