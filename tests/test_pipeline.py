@@ -105,6 +105,17 @@ def test_bad_records_go_to_the_dlq_with_their_reason_and_good_ones_are_unaffecte
     assert all(m.json()["predictedSpecies"] == "setosa" for m in by_key(classified, good_keys).values())
 
 
+def test_a_message_with_no_value_or_an_empty_one_goes_to_the_dlq(worker, kafka):
+    tombstone, empty = keys = keyed("empty", 2)
+    kafka.produce("iris", [(tombstone, None, None), (empty, b"", None)])
+
+    dlq = by_key(kafka.read_until("iris-dlq", lambda ms: len(by_key(ms, keys)) == 2), keys)
+
+    assert [dlq[key].json()["error"] for key in keys] == ["empty message", "empty message"]
+    assert dlq[tombstone].json()["value"] is None
+    assert dlq[empty].json()["value"] == ""
+
+
 def latest_counts(messages, windows: set[int]) -> dict[tuple[str, str, int], int]:
     """The latest count of each (species, predictedSpecies, startMs) in `windows`: what compaction keeps."""
     latest = {}
