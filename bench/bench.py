@@ -81,6 +81,9 @@ class Processes:
             quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL if kind == "app" else None}
             self.procs.append(subprocess.Popen(command, cwd=REPO, env=env, **quiet))
 
+    def exited(self) -> bool:
+        return any(proc.poll() is not None for proc in self.procs)
+
     def stop(self) -> tuple[float, float]:
         """Stop them all; return (CPU seconds in all, the largest peak RSS in MB)."""
         cpu, rss = 0.0, 0.0
@@ -159,10 +162,11 @@ class Reader:
     async def __aexit__(self, *exc) -> None:
         await self.consumer.stop()
 
-    async def read_until(self, done, timeout: float) -> bool:
+    async def read_until(self, done, timeout: float, procs: Processes) -> bool:
+        """Read until done(messages); False after `timeout` seconds, or when a process has exited."""
         deadline = time.monotonic() + timeout
         while not done(self.messages):
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or procs.exited():
                 return False
             batches = await self.consumer.getmany(timeout_ms=200)
             now = time.monotonic()
@@ -186,9 +190,11 @@ async def throughput_run(name: str, kind: str, workers: int, n: int, expected: d
         procs = Processes(kind, workers, broker.url, Path(datadir))
         try:
             async with Reader(bootstrap, "iris-classified") as out:
-                finished = await out.read_until(lambda ms: len(ms) >= n, timeout=max(600, n / 200))
+                finished = await out.read_until(
+                    lambda ms: len(ms) >= n, timeout=max(600, n / 200), procs=procs
+                )
             async with Reader(bootstrap, "iris-classified-window-counts") as counts:
-                await counts.read_until(lambda ms: latest_counts_sum(ms) >= n, timeout=120)
+                await counts.read_until(lambda ms: latest_counts_sum(ms) >= n, timeout=120, procs=procs)
             counted = time.monotonic()
             cpu, rss = procs.stop()
         finally:
@@ -226,12 +232,12 @@ async def latency_run(
         try:
             async with Reader(bootstrap, "iris-classified") as out:
                 await produce(bootstrap, records(1, seed=1))  # warm up: wait until it answers
-                if not await out.read_until(lambda ms: len(ms) >= 1, timeout=120):
+                if not await out.read_until(lambda ms: len(ms) >= 1, timeout=120, procs=procs):
                     result.problems.append(f"{name}: no output in the paced run")
                     return
                 n = int(rate * seconds)
                 producing = asyncio.create_task(produce(bootstrap, records(n), rate=rate))
-                await out.read_until(lambda ms: len(ms) >= n + 1, timeout=seconds + 60)
+                await out.read_until(lambda ms: len(ms) >= n + 1, timeout=seconds + 60, procs=procs)
                 await producing
         finally:
             procs.stop()

@@ -1,7 +1,8 @@
 """The yardstick: the app's work as a minimal hand-written aiokafka loop, with the same scorer.
 
 consume `iris` → check → score → produce `iris-classified` (or `iris-dlq`) → count per
-window in a dict → produce the changed counts; flush and commit after each batch.
+window in a dict → produce the changed counts; commit once a fetch's output is delivered.
+The classified records go out as one record batch per partition, as the app sends them.
 No table, no changelog, no repartition: what a plain loop would do on one process.
 """
 
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from iris_app.models import MEASUREMENTS, UNKNOWN_SPECIES, InvalidRecord, parse_iris
 from iris_app.scoring import Scorer
@@ -33,26 +35,30 @@ async def main() -> None:
         auto_offset_reset="earliest",
     )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    partitioner = DefaultPartitioner()
     await consumer.start()
     await producer.start()
+    partitions = sorted(await producer.partitions_for("iris-classified"))
     counts: Counter[tuple[str, str, int]] = Counter()
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=100, max_records=1000)
+            delivered = []
             for messages in batches.values():
                 good = []
                 for m in messages:
                     try:
                         good.append((m, parse_iris(m.value)))
                     except InvalidRecord as e:
-                        await producer.send("iris-dlq", orjson.dumps({"error": str(e)}), key=m.key)
+                        letter = orjson.dumps({"error": str(e)})
+                        delivered.append(await producer.send("iris-dlq", letter, key=m.key))
                 predictions = scorer.predict([[r[f] for f in MEASUREMENTS] for _, r in good])
+                classified = defaultdict(list)
                 changed = set()
                 for (m, record), prediction in zip(good, predictions):
                     record["predictedSpecies"] = prediction.label
-                    await producer.send(
-                        "iris-classified", orjson.dumps(record), key=m.key, timestamp_ms=m.timestamp
-                    )
+                    partition = partitioner(m.key, partitions, partitions)
+                    classified[partition].append((m.key, orjson.dumps(record), m.timestamp))
                     window = (
                         record.get("species", UNKNOWN_SPECIES),
                         prediction.label,
@@ -60,6 +66,15 @@ async def main() -> None:
                     )
                     counts[window] += 1
                     changed.add(window)
+                for partition, records in classified.items():  # one record batch per partition
+                    batch = producer.create_batch()
+                    for key, value, timestamp in records:
+                        while batch.append(key=key, value=value, timestamp=timestamp) is None:
+                            delivered.append(
+                                await producer.send_batch(batch, "iris-classified", partition=partition)
+                            )
+                            batch = producer.create_batch()
+                    delivered.append(await producer.send_batch(batch, "iris-classified", partition=partition))
                 for species, predicted, start in changed:
                     count = {
                         "species": species,
@@ -68,13 +83,12 @@ async def main() -> None:
                         "endMs": start + window_ms,
                         "count": counts[species, predicted, start],
                     }
-                    await producer.send(
-                        "iris-classified-window-counts",
-                        orjson.dumps(count),
-                        key=orjson.dumps([species, predicted, start]),
+                    key = orjson.dumps([species, predicted, start])
+                    delivered.append(
+                        await producer.send("iris-classified-window-counts", orjson.dumps(count), key=key)
                     )
             if batches:
-                await producer.flush()
+                await asyncio.gather(*delivered)
                 await consumer.commit()
     finally:
         await producer.stop()

@@ -16,7 +16,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
 import aiokafka as aiokafka_client
-from aiokafka.partitioner import DefaultPartitioner
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka
 from faust.types import TP
@@ -150,11 +149,13 @@ class TopicTrackingProducer(aiokafka_client.AIOKafkaProducer):
 
 
 class Producer(aiokafka.Producer):
-    partitioner = DefaultPartitioner()  # aiokafka's: murmur2 of the key, like Kafka's Java clients
     _producer_type = TopicTrackingProducer
 
     async def send_batches(self, topic: str, records: Iterable[Record]) -> list[asyncio.Future]:
-        """Queue records as record batches, one or more per partition; the futures say when delivered."""
+        """Queue records as record batches, one or more per partition; the futures say when delivered.
+
+        Partitioned as Faust's sends are (by default aiokafka's murmur2 of the key, as Kafka's Java clients).
+        """
         producer = self._ensure_producer()
         partitions = sorted(await producer.partitions_for(topic))
         by_partition: defaultdict[int, list[Record]] = defaultdict(list)
