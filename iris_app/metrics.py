@@ -15,7 +15,7 @@ late = Counter(
 )
 scoring_seconds = Histogram(
     "iris_scoring_batch_seconds",
-    "Time to score one batch of records with the MOJO",
+    "Time to score one batch of records with the MOJO, waiting for the scorer's thread included",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
     registry=registry,
 )
