@@ -20,7 +20,8 @@ async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncItera
     from the stream's channel buffer, which the consumer keeps filling meanwhile.
     Each event is tracked as unacknowledged, as Faust's stream would track it:
     the caller acknowledges it (`event.ack()`) once handled, and only then is its
-    offset committed. A rebalance waits for the tracked events to be acknowledged.
+    offset committed. Faust's consumer counts tracked events as in flight (its
+    wait before a rebalance, off in this app, would wait for them).
     """
     app = stream.app
     queue = stream.channel.queue

@@ -26,9 +26,9 @@ def test_the_next_item_is_started_while_the_caller_handles_this_one_and_results_
 
         results = []
         async for result in ahead(numbers(3), start):
-            # Handling result i: item i + 1 is already being started meanwhile.
-            if result < 20:
-                await asyncio.wait_for(started[result // 10 + 1].wait(), timeout=5)
+            following = result // 10 + 1
+            if following in started:  # while this result is handled, the next item is started
+                await asyncio.wait_for(started[following].wait(), timeout=5)
             results.append(result)
         return results
 
