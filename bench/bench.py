@@ -28,9 +28,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from iris_app.app import read_samples
 from iris_app.broker import LocalBroker, free_port
-from iris_app.models import MEASUREMENTS
+from iris_app.models import FEATURES
+from iris_app.samples import read_samples
 from iris_app.scoring import Scorer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -265,7 +265,7 @@ async def main() -> None:
     scorer = Scorer(REPO / "mojo")
     batch = records(args.records)
     rows = [orjson.loads(v) for _, v in batch]
-    labels = [p.label for p in scorer.predict([[r[m] for m in MEASUREMENTS] for r in rows])]
+    labels = [p.label for p in scorer.predict([[r[m] for m in FEATURES] for r in rows])]
     expected = {key: label for (key, _), label in zip(batch, labels)}
 
     results = {name: Result() for name in args.only or IMPLEMENTATIONS}

@@ -16,7 +16,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from iris_app.models import MEASUREMENTS, UNKNOWN_SPECIES, InvalidRecord, parse_iris
+from iris_app.models import FEATURES, UNKNOWN_SPECIES, InvalidRecord, parse_iris
 from iris_app.scoring import Scorer
 from iris_app.settings import Settings
 from iris_app.windows import window_start
@@ -52,7 +52,7 @@ async def main() -> None:
                     except InvalidRecord as e:
                         letter = orjson.dumps({"error": str(e)})
                         delivered.append(await producer.send("iris-dlq", letter, key=m.key))
-                predictions = scorer.predict([[r[f] for f in MEASUREMENTS] for _, r in good])
+                predictions = scorer.predict([[r[f] for f in FEATURES] for _, r in good])
                 classified = defaultdict(list)
                 changed = set()
                 for (m, record), prediction in zip(good, predictions):

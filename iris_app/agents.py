@@ -1,26 +1,29 @@
 """The topology: generate → classify (score, forward, or dead-letter) → count per window.
 
-iris ─► classify ─► iris-classified
-           │  └──► iris-dlq                  (bad records, with the reason)
+iris ─► classify ─► iris-classified          (each record with predictedSpecies; its source in headers)
+           ├─────► iris-dlq                  (bad records, and rows the model failed on, with the reason)
            ├─────► iris-window-deltas        (per batch: +n per window and species/predictedSpecies)
            │          ─► count ─► window-counts table ─► iris-classified-window-counts
            └─────► iris-accuracy-deltas      (per batch: +correct/+total per window, labelled records)
                       ─► score_accuracy ─► window-accuracy table ─► iris-classified-window-accuracy
+
+The agents only wire the steps (steps.py, plain functions) and send. Every event is
+acknowledged once everything it caused is delivered, table changelog writes
+included; a failure anywhere stops the worker (CrashingSupervisor, application.py),
+so no offset is ever committed past a record that was not handled.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import random
-from collections import Counter
+import time
+from collections.abc import AsyncIterator
 from typing import NamedTuple
 
 import faust
-import orjson
 
-from . import metrics
-from .app import (
+from . import metrics, steps
+from .application import (
     accuracy_deltas_topic,
     app,
     classified_topic,
@@ -31,44 +34,43 @@ from .app import (
     window_counts_topic,
     window_deltas_topic,
 )
-from .batches import ahead, batches
-from .models import (
-    MEASUREMENTS,
-    UNKNOWN_SPECIES,
-    AccuracyDelta,
-    InvalidRecord,
-    WindowAccuracy,
-    WindowCount,
-    WindowDelta,
-    parse_iris,
-)
-from .scoring import Prediction
+from .faust_ext.batches import batches
+from .models import AccuracyDelta, WindowDelta
+from .pipeline import Delivery, ahead
+from .samples import Samples
+from .scoring import Failure, Prediction
 from .tables import ACCURACY_KEY, count_key, window_accuracy, window_counts
-from .transport import Record
-from .windows import EventClock, window_start
+from .windows import EventClocks
 
 BATCH_SIZE = 1000  # records scored and sent together
 BATCH_WITHIN = 0.05  # seconds to wait for a batch to fill
-
 WINDOW_MS = settings.window_ms
-clock = EventClock(WINDOW_MS, settings.window_grace_seconds * 1000)
-
 
 if settings.generator_interval > 0:
+    samples = Samples()
+    app.loaders.append(samples.load)
 
     @app.timer(settings.generator_interval)
     async def generate() -> None:
         """Stream a random iris record (a row of data/iris.csv) to `iris`."""
-        await iris_topic.send(value=orjson.dumps(random.choice(app.samples)))
+        await iris_topic.send(value=random.choice(samples.encoded))
 
 
 class Scored(NamedTuple):
-    """A batch of input events, checked, with the predictions for its valid records."""
-
     events: list[faust.EventT]
-    valid: list[tuple[faust.EventT, dict]]
-    invalid: list[tuple[faust.EventT, InvalidRecord]]
-    predictions: list[Prediction]
+    checked: steps.Checked
+    predictions: list[Prediction | Failure]
+
+
+async def check_and_score(events: list[faust.EventT]) -> Scored:
+    """Check a batch of input records (SPEC) and score the valid ones on the scorer's thread."""
+    checked = steps.check(event.message for event in events)
+    with metrics.scoring_seconds.time():
+        predictions = await app.scorer.predict_aside(steps.feature_rows(checked.valid))
+    return Scored(events, checked, predictions)
+
+
+clocks = EventClocks(WINDOW_MS, settings.window_grace_seconds * 1000, settings.max_clock_skew_seconds * 1000)
 
 
 @app.agent(iris_topic)
@@ -77,130 +79,55 @@ async def classify(stream: faust.StreamT) -> None:
 
     The next batch is checked and scored (on the scorer's thread) while this one is forwarded.
     """
-    async for batch in ahead(batches(stream, BATCH_SIZE, within=BATCH_WITHIN), check_and_score):
-        delivered: list[asyncio.Future] = []  # every output of the batch, awaited before it is acked
-        for event, error in batch.invalid:
-            metrics.dead_lettered.labels(error.reason).inc()
-            letter = dead_letter(event, str(error))
-            delivered.append(
-                await dlq_topic.send(key=event.key, value=letter, timestamp=event.message.timestamp)
-            )
-        classified: list[Record] = []
-        counts: Counter[tuple[str, str, int]] = Counter()
-        correct: Counter[int] = Counter()
-        labelled: Counter[int] = Counter()
-        for (event, record), prediction in zip(batch.valid, batch.predictions):
-            record["predictedSpecies"] = prediction.label
-            timestamp_ms = round(event.message.timestamp * 1000)
-            classified.append((event.key, orjson.dumps(record), timestamp_ms))
-            clock.observe(timestamp_ms)
-            start_ms = window_start(timestamp_ms, WINDOW_MS)
-            if clock.is_late(start_ms):
-                metrics.late.inc()
-                continue
-            species = record.get("species")
-            counts[species or UNKNOWN_SPECIES, prediction.label, start_ms] += 1
-            if species:
-                labelled[start_ms] += 1
-                correct[start_ms] += species == prediction.label
-        # As whole record batches: Topic.send's per-message machinery costs more than the scoring.
-        delivered += await app.producer.send_batches(classified_topic.get_topic_name(), classified)
-        metrics.classified.inc(len(classified))
-        for (species, predicted, start_ms), count in counts.items():
-            delivered.append(
+    scored: AsyncIterator[Scored] = ahead(batches(stream, BATCH_SIZE, within=BATCH_WITHIN), check_and_score)
+    async for events, checked, predictions in scored:
+        classified = steps.label(checked.valid, predictions)
+        counted = steps.tally(classified.labelled, clocks, now_ms=int(time.time() * 1000))
+        rejected = [*checked.invalid, *classified.failed]
+        letters = [steps.dead_letter(source, error) for source, error in rejected]
+
+        delivery = Delivery(events)
+        delivery.add(*await app.producer.send_batches(dlq_topic.get_topic_name(), letters))
+        delivery.add(*await app.producer.send_batches(classified_topic.get_topic_name(), classified.outputs))
+        for delta in steps.window_deltas(counted):
+            delivery.add(
                 await window_deltas_topic.send(
-                    key=count_key(species, predicted),
-                    value=WindowDelta(
-                        species=species, predictedSpecies=predicted, startMs=start_ms, count=count
-                    ),
+                    key=count_key(delta.species, delta.predictedSpecies), value=delta
                 )
             )
-        for start_ms, total in labelled.items():
-            delivered.append(
-                await accuracy_deltas_topic.send(
-                    key=ACCURACY_KEY,
-                    value=AccuracyDelta(startMs=start_ms, correct=correct[start_ms], total=total),
-                )
-            )
-        # The batch's offsets are acknowledged (and later committed) only once its output is delivered.
-        await asyncio.gather(*delivered)
-        for event in batch.events:
-            event.ack()
-
-
-async def check_and_score(events: list[faust.EventT]) -> Scored:
-    """Check each input record (SPEC) and score the valid ones on the scorer's thread."""
-    valid, invalid = [], []
-    for event in events:
-        try:
-            valid.append((event, parse_iris(event.value)))
-        except InvalidRecord as error:
-            invalid.append((event, error))
-    rows = [[record[m] for m in MEASUREMENTS] for _, record in valid]
-    with metrics.scoring_seconds.time():
-        predictions = await app.scorer.predict_aside(rows)
-    return Scored(events, valid, invalid, predictions)
+        for delta in steps.accuracy_deltas(counted):
+            delivery.add(await accuracy_deltas_topic.send(key=ACCURACY_KEY, value=delta))
+        metrics.observe_batch(len(classified.outputs), [error.reason for _, error in rejected], counted)
+        await delivery.settle()
 
 
 @app.agent(window_deltas_topic)
 async def count(deltas: faust.StreamT[WindowDelta]) -> None:
     """Add each delta to its window's count and publish the new count (compactable by key)."""
-    async for delta in deltas:
+    delivery = Delivery()
+    async for event in deltas.noack().events():
+        delta: WindowDelta = event.value
         key = count_key(delta.species, delta.predictedSpecies)
         window_counts[key] += delta.count
-        await window_counts_topic.send(
-            key=orjson.dumps([delta.species, delta.predictedSpecies, delta.startMs]),
-            value=WindowCount(
-                species=delta.species,
-                predictedSpecies=delta.predictedSpecies,
-                startMs=delta.startMs,
-                endMs=delta.startMs + WINDOW_MS,
-                count=window_counts[key].value(),
-            ),
+        out_key, out = steps.window_count(delta, window_counts[key].value(), WINDOW_MS)
+        delivery.add(
+            await window_counts_topic.send(key=out_key, value=out), *window_counts.table.take_writes()
         )
+        await delivery.settle_when_idle(event, deltas.channel.queue)
 
 
 @app.agent(accuracy_deltas_topic)
 async def score_accuracy(deltas: faust.StreamT[AccuracyDelta]) -> None:
     """Add each delta to its window's tally and publish the window's accuracy (keyed by startMs)."""
-    async for delta in deltas:
+    delivery = Delivery()
+    async for event in deltas.noack().events():
+        delta: AccuracyDelta = event.value
         correct, total = window_accuracy[ACCURACY_KEY].value() or (0, 0)
         correct, total = correct + delta.correct, total + delta.total
         window_accuracy[ACCURACY_KEY] = [correct, total]
         metrics.window_accuracy.set(correct / total)
-        await window_accuracy_topic.send(
-            key=str(delta.startMs).encode(),
-            value=WindowAccuracy(
-                startMs=delta.startMs,
-                endMs=delta.startMs + WINDOW_MS,
-                correct=correct,
-                total=total,
-                accuracy=correct / total,
-            ),
+        out_key, out = steps.window_accuracy(delta.startMs, correct, total, WINDOW_MS)
+        delivery.add(
+            await window_accuracy_topic.send(key=out_key, value=out), *window_accuracy.table.take_writes()
         )
-
-
-def dead_letter(event: faust.EventT, error: str) -> bytes:
-    """The DLQ record (SPEC): the reason, where the record came from, and its original bytes."""
-    message = event.message
-    return orjson.dumps(
-        {
-            "error": error,
-            "topic": message.topic,
-            "partition": message.partition,
-            "offset": message.offset,
-            "timestamp": round(message.timestamp * 1000),
-            "key": as_text(message.key),
-            "value": as_text(message.value),
-        }
-    )
-
-
-def as_text(data: bytes | None) -> str | None:
-    """Bytes as text, or base64 when they are not UTF-8."""
-    if data is None:
-        return None
-    try:
-        return data.decode()
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode()
+        await delivery.settle_when_idle(event, deltas.channel.queue)

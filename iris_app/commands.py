@@ -7,7 +7,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from faust.cli import AppCommand, argument, option
 
-from .app import app, settings
+from .application import app, settings
 from .topology import as_mermaid, as_text, describe
 from .training import TrainingError
 from .training import train as train_model

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from .steps import Tally
+
+log = logging.getLogger(__name__)
 
 registry = CollectorRegistry()
 
@@ -12,6 +22,11 @@ dead_lettered = Counter(
 )
 late = Counter(
     "iris_records_late", "Records classified but too late for their window to be counted", registry=registry
+)
+skewed = Counter(
+    "iris_records_skewed",
+    "Records classified but not counted: their timestamp is negative or too far ahead of the worker's clock",
+    registry=registry,
 )
 scoring_seconds = Histogram(
     "iris_scoring_batch_seconds",
@@ -30,3 +45,26 @@ window_accuracy = Gauge(
     "Accuracy of the newest window updated on this worker (the worker owning the accuracy table)",
     registry=registry,
 )
+
+
+class Skew:
+    """When records with a timestamp from the future were last logged: at most once a minute."""
+
+    logged_at = 0.0
+
+
+def observe_batch(classified_n: int, rejected: Iterable[str], counted: Tally) -> None:
+    """Count a classify batch's outcome; say in the log (at most once a minute) when timestamps are off."""
+    classified.inc(classified_n)
+    for reason in rejected:
+        dead_lettered.labels(reason).inc()
+    late.inc(counted.late)
+    if counted.skewed:
+        skewed.inc(counted.skewed)
+        if time.monotonic() - Skew.logged_at >= 60:
+            Skew.logged_at = time.monotonic()
+            log.warning(
+                "%d records with a timestamp negative or too far ahead of this worker's clock"
+                " were classified but not counted (iris_records_skewed_total counts them all)",
+                counted.skewed,
+            )

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 import orjson
 
-MEASUREMENTS = ("sepalLength", "sepalWidth", "petalLength", "petalWidth")
+# The four measurements: each record field (SPEC) with its column in data/iris.csv and the model.
+FEATURES = {
+    "sepalLength": "sepal_length",
+    "sepalWidth": "sepal_width",
+    "petalLength": "petal_length",
+    "petalWidth": "petal_width",
+}
 SPECIES = ("setosa", "versicolor", "virginica")
 UNKNOWN_SPECIES = "unknown"  # counted under this when a record has no true label
 MAX_RECORD_BYTES = 16 * 1024  # an iris record is under 200 bytes; far larger is a producer's mistake
@@ -40,7 +46,7 @@ def parse_iris(raw: bytes | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRecord("not_an_object", f"not a JSON object but {type(value).__name__}")
     record: dict[str, Any] = {}
-    for name in MEASUREMENTS:
+    for name in FEATURES:
         if name not in value:
             raise InvalidRecord("missing", f"{name}: missing")
         number = value[name]
@@ -60,6 +66,15 @@ def parse_iris(raw: bytes | None) -> dict[str, Any]:
             )
         record["species"] = species
     return record
+
+
+class Output(NamedTuple):
+    """A message the app produces as it is: raw key and value, event time, headers."""
+
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+    headers: list[tuple[str, bytes]] = []
 
 
 class WindowDelta(faust.Record, serializer="json", include_metadata=False):

@@ -16,14 +16,9 @@ from typing import NamedTuple
 
 import jpype
 
+from .models import FEATURES
+
 GENMODEL_JAR = "h2o-genmodel.jar"
-# The model's column names (data/iris.csv) for the record fields (SPEC), in the record's order.
-COLUMNS = {
-    "sepalLength": "sepal_length",
-    "sepalWidth": "sepal_width",
-    "petalLength": "petal_length",
-    "petalWidth": "petal_width",
-}
 
 
 class ModelError(RuntimeError):
@@ -33,6 +28,12 @@ class ModelError(RuntimeError):
 class Prediction(NamedTuple):
     label: str
     probabilities: list[float]  # in the order of Scorer.labels
+
+
+class Failure(NamedTuple):
+    """A row the model failed to score: what the model said."""
+
+    error: str
 
 
 class Scorer:
@@ -46,39 +47,52 @@ class Scorer:
         except jpype.JException as e:
             raise ModelError(f"cannot load the MOJO {zip_path}: {e.getMessage()}") from None
         names = list(map(str, model.getNames()))[: model.nfeatures()]
-        if sorted(names) != sorted(COLUMNS.values()) or not model.isClassifier():
+        if sorted(names) != sorted(FEATURES.values()) or not model.isClassifier():
             raise ModelError(
-                f"{zip_path} is not an iris classifier over {sorted(COLUMNS.values())}"
+                f"{zip_path} is not an iris classifier over {sorted(FEATURES.values())}"
                 f" (its features: {names})"
             )
         self.path = zip_path
         card = zip_path.parent / "model.json"  # written by `faust -A iris_app train`
         self.card: bytes = card.read_bytes() if card.is_file() else b'{"mojo": "%s"}' % zip_path.name.encode()
         self.labels: tuple[str, ...] = tuple(map(str, model.getDomainValues(model.getResponseIdx())))
-        # The model's row, from a record's fields in COLUMNS order.
-        self._to_model_row = itemgetter(*(list(COLUMNS.values()).index(name) for name in names))
+        # The model's row, from a record's fields in FEATURES order.
+        self._to_model_row = itemgetter(*(list(FEATURES.values()).index(name) for name in names))
         self._preds_size = int(model.getPredsSize())
         self._score_rows = _score_rows_loop(model, self._preds_size)
         self._new_array = jpype.JClass("java.lang.reflect.Array").newInstance
         self._thread = ThreadPoolExecutor(1, "scorer", initializer=jpype.java.lang.Thread.attachAsDaemon)
 
-    def predict(self, rows: Sequence[Sequence[float]]) -> list[Prediction]:
-        """Score rows of (sepalLength, sepalWidth, petalLength, petalWidth)."""
+    def predict(self, rows: Sequence[Sequence[float]]) -> list[Prediction | Failure]:
+        """Score rows of the four measurements (FEATURES order); a row the model fails on gets a Failure."""
         arrays = self._java_arrays(rows)
-        self._score_rows.invokeWithArguments(*arrays)
+        try:
+            self._score_rows.invokeWithArguments(*arrays)
+        except jpype.JException:  # one row's failure stops the Java loop: find it, score the rest
+            return [self._predict_one(row) for row in rows]
         return self._predictions(arrays[-1])
 
-    async def predict_aside(self, rows: Sequence[Sequence[float]]) -> list[Prediction]:
-        """predict(), with the Java loop on the scorer's own thread: the event loop runs on meanwhile.
+    async def predict_aside(self, rows: Sequence[Sequence[float]]) -> list[Prediction | Failure]:
+        """predict(), on the scorer's own thread: the event loop runs on meanwhile.
 
-        Only the Java call leaves the event loop's thread: it releases Python's GIL for
-        the whole batch, where Python code on that thread would fight for it per row.
+        The Java call releases Python's GIL for the whole batch; preparing the arrays
+        on this thread costs less than the hand-over of a thread fighting for it per row.
         """
         arrays = self._java_arrays(rows)
-        await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._score_rows.invokeWithArguments, *arrays
-        )
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._thread, self._score_rows.invokeWithArguments, *arrays)
+        except jpype.JException:
+            return await loop.run_in_executor(self._thread, lambda: [self._predict_one(row) for row in rows])
         return self._predictions(arrays[-1])
+
+    def _predict_one(self, row: Sequence[float]) -> Prediction | Failure:
+        arrays = self._java_arrays([row])
+        try:
+            self._score_rows.invokeWithArguments(*arrays)
+        except jpype.JException as e:
+            return Failure(str(e.getMessage()))
+        return self._predictions(arrays[-1])[0]
 
     def _java_arrays(
         self, rows: Sequence[Sequence[float]]

@@ -23,6 +23,8 @@ class Settings:
     window_seconds: int = 60
     window_grace_seconds: int = 3600
     partitions: int = 4
+    stall_seconds: float = 30.0
+    max_clock_skew_seconds: int = 300
     producer_max_batch_size: int | None = None
 
     @property
@@ -80,6 +82,12 @@ class Settings:
                 )
             ),
             partitions=int(number("IRIS_PARTITIONS", defaults.partitions, integer=True, minimum=1)),
+            stall_seconds=number("IRIS_STALL_SECONDS", defaults.stall_seconds, integer=False, minimum=1),
+            max_clock_skew_seconds=int(
+                number(
+                    "IRIS_MAX_CLOCK_SKEW_SECONDS", defaults.max_clock_skew_seconds, integer=True, minimum=0
+                )
+            ),
             producer_max_batch_size=None
             if batch is None
             else int(number("IRIS_PRODUCER_MAX_BATCH_SIZE", 0, integer=True, minimum=1)),

@@ -1,32 +1,15 @@
 """The windowed tables: per-window counts of (species, predictedSpecies), and per-window accuracy.
 
-Both are RocksDB-backed, changelogged tumbling-window Tables on event time.
+Both are RocksDB-backed, changelogged tumbling-window Tables on event time
+(faust_ext.tables: expiry by event time, changelog writes that can be awaited).
 """
 
 from __future__ import annotations
 
-from heapq import heappop
-
 import faust
 
-from .app import app, settings
-
-
-class EventTimeTable(faust.Table):
-    """A windowed Table whose old windows expire by event time, not by the wall clock.
-
-    Faust expires windows relative to time.time(); replayed or late data would then
-    lose windows that are still open in event time. Here each partition's newest
-    window end stands in for "now".
-    """
-
-    async def _del_old_keys(self) -> None:
-        for partition, window_ends in self._partition_timestamps.items():
-            newest = self._partition_latest_timestamp[partition]
-            while window_ends and self.window.stale(window_ends[0], newest):
-                end = heappop(window_ends)
-                for key in self._partition_timestamp_keys.pop((partition, end), ()):
-                    self.data.pop(key, None)
+from .application import app, settings
+from .faust_ext.tables import EventTimeTable
 
 
 def count_key(species: str, predicted_species: str) -> str:

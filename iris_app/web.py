@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from . import metrics
-from .app import app, settings
+from .application import app, settings
 from .models import SPECIES, UNKNOWN_SPECIES
 from .tables import ACCURACY_KEY, count_key, window_accuracy, window_counts
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from iris_app.batches import ahead
+from iris_app.pipeline import ahead
 
 
 async def numbers(n: int, fail_after: bool = False):

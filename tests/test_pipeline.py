@@ -9,7 +9,7 @@ from collections import Counter
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
-from iris_app.models import MEASUREMENTS
+from iris_app.models import FEATURES
 from iris_app.settings import Settings
 from iris_app.windows import window_start
 
@@ -50,7 +50,7 @@ def test_good_records_come_out_classified_with_exactly_the_spec_keys(worker, kaf
 
     out = by_key(kafka.read_until("iris-classified", lambda ms: len(by_key(ms, keys)) == len(keys)), keys)
 
-    expected_labels = [p.label for p in scorer.predict([[r[m] for m in MEASUREMENTS] for r in records])]
+    expected_labels = [p.label for p in scorer.predict([[r[m] for m in FEATURES] for r in records])]
     partitions = list(range(Settings().partitions))
     for i, (key, record, label) in enumerate(zip(keys, records, expected_labels)):
         message = out[key]
@@ -134,7 +134,7 @@ def test_records_are_counted_in_the_window_of_their_event_time(worker, kafka, sc
     records = [(GOOD[i % len(GOOD)], first + MINUTE_MS * (i % 2) + 1_000 * i) for i in range(30)]
     kafka.produce("iris", [(None, orjson.dumps(r), ts) for r, ts in records])
 
-    labels = [p.label for p in scorer.predict([[r[m] for m in MEASUREMENTS] for r, _ in records])]
+    labels = [p.label for p in scorer.predict([[r[m] for m in FEATURES] for r, _ in records])]
     expected = Counter(
         (r.get("species", "unknown"), label, window_start(ts, MINUTE_MS))
         for (r, ts), label in zip(records, labels)
@@ -174,7 +174,7 @@ def test_each_window_update_publishes_the_accuracy_over_its_labelled_records(wor
     records = GOOD * 3  # one in five without a true label: not counted toward accuracy
     kafka.produce("iris", [(None, orjson.dumps(r), window + i) for i, r in enumerate(records)])
 
-    labels = [p.label for p in scorer.predict([[r[m] for m in MEASUREMENTS] for r in records])]
+    labels = [p.label for p in scorer.predict([[r[m] for m in FEATURES] for r in records])]
     labelled = [(r["species"], label) for r, label in zip(records, labels) if "species" in r]
     correct = sum(species == label for species, label in labelled)
     expected = {

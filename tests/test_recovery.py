@@ -11,9 +11,9 @@ from collections import Counter
 import orjson
 from conftest import REPO, Kafka, Worker
 
-from iris_app.app import read_samples
 from iris_app.broker import LocalBroker
-from iris_app.models import MEASUREMENTS
+from iris_app.models import FEATURES
+from iris_app.samples import read_samples
 from iris_app.windows import window_start
 
 MINUTE_MS = 60_000
@@ -27,7 +27,7 @@ def test_a_stopped_and_a_killed_worker_lose_no_record_and_undercount_no_window(t
         (b"r%d" % i, rng.choice(samples), start + i * 120)  # 1,500 records over three minutes
         for i in range(1500)
     ]
-    labels = [p.label for p in scorer.predict([[r[m] for m in MEASUREMENTS] for _, r, _ in records])]
+    labels = [p.label for p in scorer.predict([[r[m] for m in FEATURES] for _, r, _ in records])]
     truth = Counter(
         (r["species"], label, window_start(ts, MINUTE_MS)) for (_, r, ts), label in zip(records, labels)
     )

@@ -6,7 +6,7 @@ import asyncio
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from iris_app.transport import TopicTrackingProducer
+from iris_app.faust_ext.transport import TopicTrackingProducer
 
 
 async def create_topic(bootstrap: str, name: str) -> None:

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import csv
 import sys
-from pathlib import Path
+from collections.abc import Callable
 
 import faust
+import mode
 
-from .models import MEASUREMENTS, AccuracyDelta, WindowAccuracy, WindowCount, WindowDelta
+from .faust_ext import IncompatibleVersion, check_versions
+from .faust_ext.schema import raw_schema
+from .faust_ext.transport import App
+from .models import AccuracyDelta, WindowAccuracy, WindowCount, WindowDelta
 from .scoring import ModelError, Scorer
 from .settings import Settings, SettingsError
-from .transport import Transport
-
-IRIS_DATA = Path("data/iris.csv")  # the generator's source of records
 
 
-class IrisApp(faust.App):
+class IrisApp(App):
     """The Faust app, holding the settings and, once started, the loaded model."""
 
     def __init__(self, settings: Settings) -> None:
@@ -37,44 +37,40 @@ class IrisApp(faust.App):
             # are committed only up to acknowledged events, so nothing is lost: the next owner
             # reads the rest again (at least once).
             stream_wait_empty=False,
+            # An agent that fails stops the worker: restarted in place, it would go on past the
+            # events it took and never acknowledged, and Faust would never commit beyond them.
+            agent_supervisor=mode.CrashingSupervisor,
             **producer_options,
         )
         self.settings = settings
         self.scorer: Scorer | None = None
-        self.samples: list[dict[str, float | str]] = []
-
-    def _new_transport(self) -> Transport:
-        """Faust's aiokafka transport, made for batches (transport.py)."""
-        return Transport(self.conf.broker_consumer, self)
-
-    def _new_producer_transport(self) -> Transport:
-        return Transport(self.conf.broker_producer, self)
+        # Loaded once at start, before any record is read; an OSError stops the worker with one line.
+        self.loaders: list[Callable[[], None]] = []
 
     async def on_first_start(self) -> None:
-        """Load the model (and the generator's data) once, before any record is read."""
+        """Load the model (and what the agents need) once, before any record is read."""
         await super().on_first_start()
         try:
             self.scorer = Scorer(self.settings.mojo)
-            if self.settings.generator_interval > 0:
-                self.samples = read_samples(IRIS_DATA)
+            for load in self.loaders:
+                load()
         except (ModelError, OSError) as e:
-            sys.stderr.write(f"iris_app: cannot start: {e}\n")
-            sys.stderr.flush()
-            raise SystemExit(2) from None
+            stop(f"cannot start: {e}", code=2)
         self.log.info("Scoring with %s (classes %s)", self.scorer.path, ", ".join(self.scorer.labels))
 
 
-def read_samples(path: Path) -> list[dict[str, float | str]]:
-    """The rows of data/iris.csv as iris records (SPEC field names)."""
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))[1:]
-    return [{**dict(zip(MEASUREMENTS, map(float, row[:4]))), "species": row[4]} for row in rows if row]
+def stop(message: str, code: int) -> None:
+    """Stop start-up with one line saying why."""
+    sys.stderr.write(f"iris_app: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
 
 
 try:
+    check_versions()
     settings = Settings.from_env()
-except SettingsError as e:
-    sys.exit(f"iris_app: bad setting: {e}")
+except (IncompatibleVersion, SettingsError) as e:
+    stop(f"bad setting: {e}" if isinstance(e, SettingsError) else str(e), code=1)
 
 app = IrisApp(settings)
 
@@ -84,18 +80,8 @@ def declare(name: str, **options) -> faust.TopicT:
     return app.topic(name, partitions=settings.partitions, internal=True, **options)
 
 
-class BytesSchema(faust.Schema):
-    """Keys and values as the broker's bytes, handed over without Faust's codec lookups per message."""
-
-    def loads_key(self, app: faust.App, message: faust.types.Message, **_) -> bytes | None:
-        return message.key
-
-    def loads_value(self, app: faust.App, message: faust.types.Message, **_) -> bytes | None:
-        return message.value
-
-
 # JSON bytes the app encodes and decodes itself (orjson).
-RAW = {"schema": BytesSchema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")}
+RAW = {"schema": raw_schema()}
 # Repartitions keyed like the tables they feed (JSON keys, as the tables' changelogs), so that a
 # key's table partition is the one Faust's router computes for it.
 REPARTITION = {"key_type": str, "key_serializer": "json"}

@@ -1,0 +1,41 @@
+"""Everything in iris_app that reaches into Faust's or aiokafka's internals, in one place.
+
+Each piece says what it changes and why; nothing outside this package uses a
+private name of Faust or aiokafka. They were written against the versions in
+WRITTEN_FOR, and `check_versions()` stops a worker on any other:
+
+- `transport.py`: the consumer's drain loop without its per-message tasks and
+  locks (speed), which never marks a record read across a rebalance (the
+  stall); a watchdog's view of committed and end offsets; commits of revoked
+  partitions; a producer that sends record batches and keeps every topic's
+  metadata; the app's hooks that install them (`App`).
+- `batches.py`: an agent's events taken a batch at a time from its channel
+  buffer, tracked for acknowledgement as Faust's stream tracks them.
+- `tables.py`: windowed tables that expire windows by event time, and whose
+  changelog writes can be awaited.
+- `schema.py`: raw bytes in and out, without Faust's codec lookups per message.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+
+
+class IncompatibleVersion(RuntimeError):
+    """An installed library is not the version these extensions were written against."""
+
+
+def check_versions(expected: dict[str, str] = WRITTEN_FOR) -> None:
+    """Raise IncompatibleVersion unless every package in `expected` is installed at that version."""
+    for package, wanted in expected.items():
+        try:
+            found = version(package)
+        except PackageNotFoundError:
+            found = "not installed"
+        if found != wanted:
+            raise IncompatibleVersion(
+                f"iris_app.faust_ext was written for {package} {wanted}, found {found}:"
+                f" pip install {package}=={wanted} (or check the extensions against {found} first)"
+            )
