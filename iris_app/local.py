@@ -1,7 +1,8 @@
 """The embedded default: run a worker, on a local broker when KAFKA_BROKER is not set.
 
 `iris-app-local [faust worker options]` starts tansu on 127.0.0.1 (port 9092 when free),
-runs `faust -A iris_app worker -l info` against it with a fresh data directory, and
+runs `faust -A iris_app worker -l info` against it with a fresh data directory (its web
+pages on 127.0.0.1 only; `--web-bind 0.0.0.0` opens them to the network), and
 stops the broker when the worker stops. With KAFKA_BROKER set it only runs the worker.
 """
 
@@ -21,8 +22,19 @@ DEFAULT_PORT = 9092
 
 
 def worker_command(args: list[str]) -> list[str]:
+    """The worker's command line; its web pages on loopback only, unless `args` bind them elsewhere."""
     faust = Path(sys.executable).with_name("faust")
-    return [str(faust), "-A", "iris_app", "worker", "-l", "info", *args]
+    binds = any(arg in ("-b", "--web-bind") or arg.startswith("--web-bind=") for arg in args)
+    return [
+        str(faust),
+        "-A",
+        "iris_app",
+        "worker",
+        "-l",
+        "info",
+        *([] if binds else ["--web-bind", "127.0.0.1"]),
+        *args,
+    ]
 
 
 def port_is_free(port: int) -> bool:

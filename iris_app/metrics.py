@@ -36,8 +36,14 @@ scoring_seconds = Histogram(
 )
 consumer_lag = Gauge(
     "iris_consumer_lag",
-    "Records in `iris` not yet read by this worker, per partition",
-    ["partition"],
+    "Records not yet committed, per input partition assigned to this worker (end offset - committed offset)",
+    ["topic", "partition"],
+    registry=registry,
+)
+partition_stalled = Gauge(
+    "iris_partition_stalled",
+    "1 while an assigned input partition has records to read and its committed offset does not move",
+    ["topic", "partition"],
     registry=registry,
 )
 window_accuracy = Gauge(

@@ -8,6 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web as aiohttp_web
 from faust.exceptions import SameNode
@@ -16,11 +17,29 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from . import metrics
-from .application import app, settings
+from .application import accuracy_deltas_topic, app, iris_topic, settings, window_deltas_topic
+from .health import Watchdog
 from .models import SPECIES, UNKNOWN_SPECIES
 from .tables import ACCURACY_KEY, count_key, window_accuracy, window_counts
 
 WINDOW_MS = settings.window_ms
+PEER_TIMEOUT = 5.0  # seconds another worker may take to answer a forwarded request
+WATCH_EVERY = 5.0  # seconds between two looks of the watchdog
+
+watchdog = Watchdog(
+    app,
+    [t.get_topic_name() for t in (iris_topic, window_deltas_topic, accuracy_deltas_topic)],
+    settings.stall_seconds,
+    settings.bootstrap_servers,
+)
+
+
+@app.timer(WATCH_EVERY)
+async def watch() -> None:
+    """The watchdog's look at every assigned input partition, and at the broker (health.py)."""
+    await watchdog.check()
+
+
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 COUNT_KEYS = [(s, p) for s in (*SPECIES, UNKNOWN_SPECIES) for p in SPECIES]
 
@@ -52,12 +71,45 @@ def counts_of(species: str, predicted: str, windows: dict[str, list[tuple[int, A
     ]
 
 
+class PeerError(RuntimeError):
+    """Another worker did not answer in time, or answered something other than what was asked."""
+
+
 async def routed(web: View, request: Request, table, key: str, local) -> Response:
     """Answer from the worker owning `key` of `table`: here, or by forwarding the request."""
     try:
-        return await app.router.route_req(table.table.name, key, web, request)
+        async with asyncio.timeout(PEER_TIMEOUT):
+            return await app.router.route_req(table.table.name, key, web, request)
     except SameNode:
         return json_response(web, local())
+    except (TimeoutError, aiohttp.ClientError) as e:
+        return peer_failed(web, PeerError(f"the worker owning {key!r} did not answer: {e!r}"))
+
+
+def peer_failed(web: View, error: PeerError) -> Response:
+    return json_response(web, {"error": str(error)}, 503)
+
+
+COUNT_FIELDS = {"species": str, "predictedSpecies": str, "startMs": int, "endMs": int, "count": int}
+
+
+def checked_counts(rows: Any, species: str, predicted: str) -> list[dict]:
+    """Rows another worker sent for one key, kept only if they are exactly what this worker would send."""
+    if not isinstance(rows, list):
+        raise PeerError(f"/counts/{species}/{predicted}/ answered {type(rows).__name__}, not a list")
+    for row in rows:
+        if (
+            not isinstance(row, dict)
+            or row.keys() != COUNT_FIELDS.keys()
+            or not all(type(row[name]) is kind for name, kind in COUNT_FIELDS.items())
+            or (row["species"], row["predictedSpecies"]) != (species, predicted)
+            or row["endMs"] != row["startMs"] + WINDOW_MS
+            or row["count"] < 0
+        ):
+            raise PeerError(
+                f"/counts/{species}/{predicted}/ answered a row that is not a count: {row!r:.200}"
+            )
+    return rows
 
 
 @app.page("/")
@@ -93,20 +145,29 @@ async def all_counts(web: View, request: Request) -> Response:
     here = (app.conf.canonical_url.host, app.conf.canonical_url.port)
     windows = local_windows(window_counts)
     counts: list[dict] = []
-    elsewhere: list[URL] = []
+    elsewhere: list[tuple[str, str, URL]] = []
     for species, predicted in COUNT_KEYS:
         owner: URL = app.router.key_store(window_counts.table.name, count_key(species, predicted))
         if (owner.host, owner.port) == here:
             counts += counts_of(species, predicted, windows)
         else:
-            elsewhere.append(owner.with_path(f"/counts/{species}/{predicted}/"))
+            elsewhere.append((species, predicted, owner.with_path(f"/counts/{species}/{predicted}/")))
 
-    async def fetch(url: URL) -> list[dict]:
-        async with app.http_client.get(url) as response:
-            return orjson.loads(await response.read())
+    async def fetch(species: str, predicted: str, url: URL) -> list[dict]:
+        try:
+            async with app.http_client.get(url) as response:
+                return checked_counts(orjson.loads(await response.read()), species, predicted)
+        except (aiohttp.ClientError, orjson.JSONDecodeError) as e:
+            raise PeerError(f"{url} did not answer with counts: {e!r}") from None
 
-    for remote in await asyncio.gather(*map(fetch, elsewhere)):
-        counts += remote
+    try:
+        async with asyncio.timeout(PEER_TIMEOUT):
+            for remote in await asyncio.gather(*(fetch(*each) for each in elsewhere)):
+                counts += remote
+    except TimeoutError:
+        return peer_failed(web, PeerError(f"a worker did not answer within {PEER_TIMEOUT:.0f} s"))
+    except PeerError as e:
+        return peer_failed(web, e)
     counts.sort(key=lambda c: (-c["startMs"], c["species"], c["predictedSpecies"]))
     return json_response(web, counts)
 
@@ -141,6 +202,8 @@ async def health(web: View, request: Request) -> Response:
     """200 when the worker classifies; 503 with the reason while it cannot."""
     if app.scorer is None:
         reason = "loading the model"
+    elif watchdog.reason is not None:
+        reason = watchdog.reason
     elif app.rebalancing:
         reason = "rebalancing partitions"
     elif app.tables.recovery.in_recovery:
@@ -152,13 +215,7 @@ async def health(web: View, request: Request) -> Response:
 
 @app.page("/metrics")
 async def prometheus_metrics(web: View, request: Request) -> Response:
-    """Prometheus text: records classified, dead letters by reason, scoring time, lag, accuracy."""
-    monitor = app.monitor
-    for tp, end in monitor.tp_end_offsets.items():
-        if tp.topic == "iris":
-            metrics.consumer_lag.labels(str(tp.partition)).set(
-                max(0, end - monitor.tp_read_offsets.get(tp, -1) - 1)
-            )
+    """Prometheus text: records classified, dead letters by reason, scoring time, lag, stalls, accuracy."""
     return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 

@@ -7,12 +7,11 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+from fixtures import GOOD, MINUTE_MS, predicted_labels
 from playwright.sync_api import sync_playwright
 
-from iris_app.models import FEATURES
 from iris_app.windows import window_start
 
-MINUTE_MS = 60_000
 # Debian's Chromium when installed (.ci/run installs it), else Playwright's own headless one
 # (`playwright install chromium`; `make test` tries it, and stops if there is neither).
 DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
@@ -24,22 +23,15 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-RECORDS = [
-    {"sepalLength": 5.1, "sepalWidth": 3.5, "petalLength": 1.4, "petalWidth": 0.2, "species": "setosa"},
-    {"sepalLength": 6.4, "sepalWidth": 3.2, "petalLength": 4.5, "petalWidth": 1.5, "species": "versicolor"},
-    {"sepalLength": 6.3, "sepalWidth": 3.3, "petalLength": 6.0, "petalWidth": 2.5, "species": "virginica"},
-    {"sepalLength": 5.9, "sepalWidth": 3.2, "petalLength": 4.8, "petalWidth": 1.8, "species": "versicolor"},
-    {"sepalLength": 7.0, "sepalWidth": 3.0, "petalLength": 5.0, "petalWidth": 2.0},
-]
 
 
 def test_the_dashboard_shows_the_current_windows_confusion_matrix(worker, kafka, scorer, tmp_path):
     # A window ahead of every other test's, so it is the newest: the dashboard's "current" one (and
     # within IRIS_MAX_CLOCK_SKEW_SECONDS, 5 minutes, of the clock: records further ahead are not counted).
     window = window_start(int(time.time() * 1000), MINUTE_MS) + 4 * MINUTE_MS
-    records = RECORDS * 3
+    records = GOOD * 3
     kafka.produce("iris", [(None, orjson.dumps(r), window + i) for i, r in enumerate(records)])
-    labels = [p.label for p in scorer.predict([[r[m] for m in FEATURES] for r in records])]
+    labels = predicted_labels(scorer, records)
     expected = Counter((r.get("species", "unknown"), label) for r, label in zip(records, labels))
 
     with sync_playwright() as playwright:

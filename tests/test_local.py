@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, Kafka
+from fixtures import REPO, Kafka
 
 from iris_app.broker import free_port
 

@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections import Counter
 
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
+from fixtures import GOOD, MINUTE_MS, by_key, keyed, now_ms, predicted_labels
 
-from iris_app.models import FEATURES
 from iris_app.settings import Settings
 from iris_app.windows import window_start
-
-MINUTE_MS = 60_000
-GOOD = [
-    {"sepalLength": 5.1, "sepalWidth": 3.5, "petalLength": 1.4, "petalWidth": 0.2, "species": "setosa"},
-    {"sepalLength": 6.4, "sepalWidth": 3.2, "petalLength": 4.5, "petalWidth": 1.5, "species": "versicolor"},
-    {"sepalLength": 6.3, "sepalWidth": 3.3, "petalLength": 6.0, "petalWidth": 2.5, "species": "virginica"},
-    {"sepalLength": 5.9, "sepalWidth": 3.2, "petalLength": 4.8, "petalWidth": 1.8, "species": "versicolor"},
-    {"sepalLength": 7, "sepalWidth": 3, "petalLength": 5, "petalWidth": 2},  # ints, and no true label
-]
-
-
-def keyed(prefix: str, n: int) -> list[bytes]:
-    return [f"{prefix}-{uuid.uuid4().hex[:8]}-{i}".encode() for i in range(n)]
-
-
-def by_key(messages, keys) -> dict[bytes, object]:
-    wanted = set(keys)
-    return {m.key: m for m in messages if m.key in wanted}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def test_good_records_come_out_classified_with_exactly_the_spec_keys(worker, kafka, scorer):
@@ -50,7 +26,7 @@ def test_good_records_come_out_classified_with_exactly_the_spec_keys(worker, kaf
 
     out = by_key(kafka.read_until("iris-classified", lambda ms: len(by_key(ms, keys)) == len(keys)), keys)
 
-    expected_labels = [p.label for p in scorer.predict([[r[m] for m in FEATURES] for r in records])]
+    expected_labels = predicted_labels(scorer, records)
     partitions = list(range(Settings().partitions))
     for i, (key, record, label) in enumerate(zip(keys, records, expected_labels)):
         message = out[key]
@@ -134,7 +110,7 @@ def test_records_are_counted_in_the_window_of_their_event_time(worker, kafka, sc
     records = [(GOOD[i % len(GOOD)], first + MINUTE_MS * (i % 2) + 1_000 * i) for i in range(30)]
     kafka.produce("iris", [(None, orjson.dumps(r), ts) for r, ts in records])
 
-    labels = [p.label for p in scorer.predict([[r[m] for m in FEATURES] for r, _ in records])]
+    labels = predicted_labels(scorer, [r for r, _ in records])
     expected = Counter(
         (r.get("species", "unknown"), label, window_start(ts, MINUTE_MS))
         for (r, ts), label in zip(records, labels)
@@ -174,7 +150,7 @@ def test_each_window_update_publishes_the_accuracy_over_its_labelled_records(wor
     records = GOOD * 3  # one in five without a true label: not counted toward accuracy
     kafka.produce("iris", [(None, orjson.dumps(r), window + i) for i, r in enumerate(records)])
 
-    labels = [p.label for p in scorer.predict([[r[m] for m in FEATURES] for r in records])]
+    labels = predicted_labels(scorer, records)
     labelled = [(r["species"], label) for r, label in zip(records, labels) if "species" in r]
     correct = sum(species == label for species, label in labelled)
     expected = {

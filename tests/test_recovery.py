@@ -9,14 +9,11 @@ import time
 from collections import Counter
 
 import orjson
-from conftest import REPO, Kafka, Worker
+from fixtures import MINUTE_MS, REPO, Kafka, Proxy, Traffic, Worker, predicted_labels
 
-from iris_app.broker import LocalBroker
-from iris_app.models import FEATURES
+from iris_app.broker import LocalBroker, free_port
 from iris_app.samples import read_samples
 from iris_app.windows import window_start
-
-MINUTE_MS = 60_000
 
 
 def test_a_stopped_and_a_killed_worker_lose_no_record_and_undercount_no_window(tmp_path, scorer):
@@ -27,7 +24,7 @@ def test_a_stopped_and_a_killed_worker_lose_no_record_and_undercount_no_window(t
         (b"r%d" % i, rng.choice(samples), start + i * 120)  # 1,500 records over three minutes
         for i in range(1500)
     ]
-    labels = [p.label for p in scorer.predict([[r[m] for m in FEATURES] for _, r, _ in records])]
+    labels = predicted_labels(scorer, [r for _, r, _ in records])
     truth = Counter(
         (r["species"], label, window_start(ts, MINUTE_MS)) for (_, r, ts), label in zip(records, labels)
     )
@@ -109,3 +106,72 @@ def test_a_stopped_and_a_killed_worker_lose_no_record_and_undercount_no_window(t
     print(
         f"\nreplayed after the kill: {duplicates} classified twice; windows overcounted by {overcount} in all"
     )
+
+
+def wait_for_health(worker: Worker, status: int, timeout: float) -> dict:
+    """Poll /health until it answers `status`; its JSON (an HTTP status has no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code, _, body = worker.get("/health")
+        if code == status:
+            return orjson.loads(body)
+        assert time.monotonic() < deadline, f"/health still {code} {body!r} after {timeout} s"
+        time.sleep(0.5)
+
+
+def test_records_flowing_through_kill_and_restart_cycles_all_come_out_and_no_partition_stalls(tmp_path):
+    env = {"IRIS_GENERATOR_INTERVAL": "0", "IRIS_PRODUCER_MAX_BATCH_SIZE": "1"}  # tables move: tansu (SPEC)
+    with LocalBroker() as broker:
+        env["KAFKA_BROKER"] = broker.url
+        dirs = [tmp_path / "w0", tmp_path / "w1"]
+        workers = [Worker(env, d) for d in dirs]
+        traffic = Traffic(broker.url, rate=150, samples=read_samples(REPO / "data" / "iris.csv"))
+        try:
+            for w in workers:
+                w.wait_ready()
+            for cycle in range(3):
+                victim = cycle % 2
+                workers[victim].process.kill()
+                workers[victim].process.wait()
+                if cycle == 1:
+                    dirs[victim] = tmp_path / f"w{victim}-fresh"  # a replaced machine: no local state
+                workers[victim] = Worker(env, dirs[victim])
+                workers[victim].wait_ready()
+                missing = traffic.wait_classified(timeout=120)
+                assert not missing, (
+                    f"cycle {cycle}: {len(missing)} records not classified, e.g. {missing[:5]}"
+                )
+            traffic.stop_producing()
+            missing = traffic.wait_classified(timeout=120)
+            health = [w.get("/health")[0] for w in workers]
+        finally:
+            traffic.close()
+            for w in workers:
+                w.stop()
+    assert len(traffic.sent) > 1000
+    assert not missing, f"{len(missing)} of {len(traffic.sent)} records never classified, e.g. {missing[:5]}"
+    assert health == [200, 200]
+
+
+def test_a_worker_cut_off_from_the_broker_says_so_and_afterwards_classifies_every_record(tmp_path):
+    broker_port = free_port()
+    proxy = Proxy(broker_port)
+    with LocalBroker(broker_port, advertised_port=proxy.port) as broker:
+        worker = Worker({"KAFKA_BROKER": broker.url, "IRIS_GENERATOR_INTERVAL": "0"}, tmp_path / "w")
+        traffic = Traffic(broker.url, rate=100, samples=read_samples(REPO / "data" / "iris.csv"))
+        try:
+            worker.wait_ready()
+            assert not traffic.wait_classified(timeout=60)
+            proxy.cut()
+            cut_off = wait_for_health(worker, 503, timeout=30)
+            time.sleep(20)  # the outage lasts 20 s
+            assert worker.process.poll() is None, "the worker died:\n" + "".join(worker.lines[-30:])
+            proxy.restore()
+            wait_for_health(worker, 200, timeout=120)
+            traffic.stop_producing()
+            missing = traffic.wait_classified(timeout=120)
+        finally:
+            traffic.close()
+            worker.stop()
+    assert cut_off["reason"].startswith("cannot reach the broker"), cut_off
+    assert not missing, f"{len(missing)} of {len(traffic.sent)} records never classified, e.g. {missing[:5]}"

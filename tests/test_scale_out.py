@@ -8,12 +8,11 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from conftest import Kafka, Worker
+from fixtures import MINUTE_MS, Kafka, Worker
 
 from iris_app.broker import LocalBroker
 from iris_app.windows import window_start
 
-MINUTE_MS = 60_000
 RECORDS = [
     {"sepalLength": 5.1, "sepalWidth": 3.5, "petalLength": 1.4, "petalWidth": 0.2, "species": "setosa"},
     {"sepalLength": 6.4, "sepalWidth": 3.2, "petalLength": 4.5, "petalWidth": 1.5, "species": "versicolor"},

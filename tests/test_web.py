@@ -6,12 +6,12 @@ import json
 import time
 
 import orjson
-from conftest import REPO
+from fixtures import MINUTE_MS, REPO
 from prometheus_client.parser import text_string_to_metric_families
 
+from iris_app.settings import Settings
 from iris_app.windows import window_start
 
-MINUTE_MS = 60_000
 VIRGINICA = {
     "sepalLength": 6.3,
     "sepalWidth": 3.3,
@@ -75,18 +75,45 @@ def test_health_says_ready(worker):
     assert json.loads(body)["status"] == "ready"
 
 
-def test_metrics_are_prometheus_text_with_the_pipelines_figures(worker, kafka):
-    kafka.produce("iris", [(b"metrics-bad", b"{not json", None)])
-    kafka.read_until("iris-dlq", lambda ms: any(m.key == b"metrics-bad" for m in ms))
-
+def metric_samples(worker) -> dict[tuple[str, tuple], float]:
     status, content_type, body = worker.get("/metrics")
     assert (status, content_type) == (200, "text/plain")
-    samples = {
+    return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(body.decode())
         for s in family.samples
     }
+
+
+def test_metrics_are_prometheus_text_with_the_pipelines_figures(worker, kafka):
+    kafka.produce("iris", [(b"metrics-bad", b"{not json", None)])
+    kafka.read_until("iris-dlq", lambda ms: any(m.key == b"metrics-bad" for m in ms))
+
+    samples = metric_samples(worker)
     assert samples["iris_records_classified_total", ()] > 0
     assert samples["iris_records_dead_lettered_total", (("reason", "not_json"),)] >= 1
     assert samples["iris_scoring_batch_seconds_count", ()] > 0
-    assert any(name == "iris_consumer_lag" for name, _ in samples)
+
+
+def test_lag_and_stalls_cover_every_assigned_partition_of_every_input_topic(worker):
+    # The watchdog looks every 5 s; a lone worker holds every partition (polled: no event to await).
+    wanted = {
+        (topic, str(p))
+        for topic in ("iris", "iris-window-deltas", "iris-accuracy-deltas")
+        for p in range(Settings().partitions)
+    }
+    deadline = time.monotonic() + 30
+    while True:
+        samples = metric_samples(worker)
+        covered = {
+            (dict(labels)["topic"], dict(labels)["partition"])
+            for name, labels in samples
+            if name == "iris_consumer_lag"
+        }
+        if wanted <= covered or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert wanted <= covered, sorted(wanted - covered)
+    assert not any(value for (name, _), value in samples.items() if name == "iris_partition_stalled"), (
+        "a partition of a healthy worker is reported stalled"
+    )

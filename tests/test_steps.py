@@ -1,0 +1,173 @@
+"""The classify agent's steps, in-process and without a broker: check, score, label, tally, dead-letter."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import orjson
+from fixtures import GOOD, MINUTE_MS, Source, predicted_labels
+
+from iris_app import steps
+from iris_app.models import InvalidRecord
+from iris_app.windows import EventClocks
+
+HOUR_MS = 60 * MINUTE_MS
+NOW_MS = 1_700_000_000_000
+POISON = {
+    "sepalLength": 5.1,
+    "sepalWidth": 1e308,
+    "petalLength": 1.4,
+    "petalWidth": 0.2,
+}  # valid, unscoreable
+
+
+def sources(records: list[dict], start_ms: int = NOW_MS, partition: int = 0) -> list[Source]:
+    return [
+        Source(
+            orjson.dumps(r), key=b"k%d" % i, offset=i, partition=partition, timestamp=(start_ms + i) / 1000
+        )
+        for i, r in enumerate(records)
+    ]
+
+
+def clocks() -> EventClocks:
+    return EventClocks(MINUTE_MS, HOUR_MS, 5 * MINUTE_MS)
+
+
+def test_check_keeps_valid_records_and_names_what_is_wrong_with_the_others():
+    checked = steps.check([Source(orjson.dumps(GOOD[0])), Source(b"{}"), Source(None)])
+
+    assert [record for _, record in checked.valid] == [GOOD[0]]
+    assert [(str(error), error.reason) for _, error in checked.invalid] == [
+        ("sepalLength: missing", "missing"),
+        ("empty message", "empty"),
+    ]
+
+
+def test_a_record_the_model_cannot_score_fails_alone_and_the_rest_of_its_batch_is_classified(scorer):
+    records = [*GOOD, POISON, *GOOD]
+    checked = steps.check(sources(records))
+
+    classified = steps.label(checked.valid, scorer.predict(steps.feature_rows(checked.valid)))
+
+    good = [*GOOD, *GOOD]
+    assert [orjson.loads(out.value)["predictedSpecies"] for out in classified.outputs] == predicted_labels(
+        scorer, good
+    )
+    [(source, error)] = classified.failed
+    assert source.offset == len(GOOD)
+    assert (error.reason, str(error)) == ("model", "model: Predicted class probability NaN!")
+
+
+def test_a_classified_record_is_the_input_plus_its_prediction_with_its_source_in_headers(scorer):
+    [source] = sources([{**GOOD[1], "extra": "dropped"}], partition=3)
+    checked = steps.check([source])
+
+    [out] = steps.label(checked.valid, scorer.predict(steps.feature_rows(checked.valid))).outputs
+
+    assert orjson.loads(out.value) == {**GOOD[1], "predictedSpecies": predicted_labels(scorer, [GOOD[1]])[0]}
+    assert list(orjson.loads(out.value))[-1] == "predictedSpecies"
+    assert (out.key, out.timestamp_ms) == (source.key, NOW_MS)
+    assert out.headers == [
+        ("iris-source-topic", b"iris"),
+        ("iris-source-partition", b"3"),
+        ("iris-source-offset", b"0"),
+    ]
+
+
+def labelled(species: str | None, predicted: str, timestamp_ms: int, partition: int = 0) -> steps.Labelled:
+    return steps.Labelled(Source(b"", partition=partition, timestamp=timestamp_ms / 1000), species, predicted)
+
+
+def test_a_batch_is_tallied_per_window_and_species_with_unlabelled_records_under_unknown():
+    window = NOW_MS - NOW_MS % MINUTE_MS
+    batch = [
+        labelled("setosa", "setosa", window + 1),
+        labelled("setosa", "setosa", window + 2),
+        labelled("virginica", "versicolor", window + 3),
+        labelled(None, "setosa", window + 4),
+        labelled("setosa", "setosa", window - 1),  # the window before
+    ]
+
+    counted = steps.tally(batch, clocks(), NOW_MS)
+
+    assert counted.counts == Counter(
+        {
+            ("setosa", "setosa", window): 2,
+            ("virginica", "versicolor", window): 1,
+            ("unknown", "setosa", window): 1,
+            ("setosa", "setosa", window - MINUTE_MS): 1,
+        }
+    )
+    assert counted.labelled == Counter({window: 3, window - MINUTE_MS: 1})
+    assert counted.correct == Counter({window: 2, window - MINUTE_MS: 1})
+    assert {(d.startMs, d.correct, d.total) for d in steps.accuracy_deltas(counted)} == {
+        (window, 2, 3),
+        (window - MINUTE_MS, 1, 1),
+    }
+
+
+def test_late_and_future_stamped_records_are_not_counted_and_a_future_one_makes_nothing_late():
+    batch = [
+        labelled("setosa", "setosa", NOW_MS + HOUR_MS),  # an hour ahead of the clock
+        labelled("setosa", "setosa", NOW_MS - 30 * MINUTE_MS),  # still counts: the future one moved nothing
+        labelled("setosa", "setosa", NOW_MS),
+        labelled("setosa", "setosa", NOW_MS - 3 * HOUR_MS),  # past the grace on this partition
+        labelled("setosa", "setosa", NOW_MS - 3 * HOUR_MS, partition=1),  # not on this one
+    ]
+
+    counted = steps.tally(batch, clocks(), NOW_MS)
+
+    assert (counted.skewed, counted.late) == (1, 1)
+    assert sum(counted.counts.values()) == 3
+
+
+def test_a_dead_letter_says_why_and_where_the_record_came_from_with_its_bytes_and_headers():
+    source = Source(b"\xff\xfe not utf-8", key=b"k1", partition=2, offset=42, headers=[("trace", b"abc")])
+
+    letter = steps.dead_letter(source, InvalidRecord("not_json", "not JSON: unexpected character"))
+
+    assert orjson.loads(letter.value) == {
+        "error": "not JSON: unexpected character",
+        "topic": "iris",
+        "partition": 2,
+        "offset": 42,
+        "timestamp": NOW_MS,
+        "key": "k1",
+        "value": "//4gbm90IHV0Zi04",  # base64: the bytes are not UTF-8
+    }
+    assert (letter.key, letter.timestamp_ms, letter.headers) == (b"k1", NOW_MS, [("trace", b"abc")])
+
+
+KAFKA_MAX_MESSAGE_BYTES = 1_048_576
+
+
+def test_a_dead_letter_always_fits_a_kafka_message_cut_with_the_original_sizes():
+    cases = {
+        "control bytes, escaped six times over in JSON": Source(b"\x01" * 170_000),
+        "non-UTF-8 bytes, in base64": Source(b"\xff" * 760_000),
+        "a huge key": Source(b"{}", key=b"k" * 500_000),
+    }
+    for case, source in cases.items():
+        letter = steps.dead_letter(source, InvalidRecord("too_large", "message too large"))
+
+        fields = orjson.loads(letter.value)
+        assert len(letter.value) + len(letter.key or b"") < KAFKA_MAX_MESSAGE_BYTES, case
+        assert fields["truncated"] is True, case
+        assert (fields["keyBytes"], fields["valueBytes"]) == (len(source.key), len(source.value)), case
+
+
+def test_a_window_count_is_keyed_by_its_species_pair_and_window_start():
+    delta = steps.window_deltas(steps.tally([labelled("setosa", "virginica", NOW_MS)], clocks(), NOW_MS))[0]
+
+    key, count = steps.window_count(delta, 7, MINUTE_MS)
+
+    start = NOW_MS - NOW_MS % MINUTE_MS
+    assert orjson.loads(key) == ["setosa", "virginica", start]
+    assert count.to_representation() == {
+        "species": "setosa",
+        "predictedSpecies": "virginica",
+        "startMs": start,
+        "endMs": start + MINUTE_MS,
+        "count": 7,
+    }
