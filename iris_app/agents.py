@@ -103,31 +103,35 @@ async def classify(stream: faust.StreamT) -> None:
 
 @app.agent(window_deltas_topic)
 async def count(deltas: faust.StreamT[WindowDelta]) -> None:
-    """Add each delta to its window's count and publish the new count (compactable by key)."""
+    """Add each delta to its window's count, once however often replayed, and publish the new count."""
     delivery = Delivery()
     async for event in deltas.noack().events():
         delta: WindowDelta = event.value
         key = count_key(delta.species, delta.predictedSpecies)
-        window_counts[key] += delta.count
-        out_key, out = steps.window_count(delta, window_counts[key].value(), WINDOW_MS)
-        delivery.add(
-            await window_counts_topic.send(key=out_key, value=out), *window_counts.table.take_writes()
-        )
+        if window_counts.table.expired(event.message.partition, delta.startMs):
+            metrics.expired_deltas.inc()  # its window is gone: counting it would start it again at zero
+        elif (value := steps.add_count(before := window_counts[key].value(), delta)) != before:
+            window_counts[key] = value
+            out_key, out = steps.window_count(delta, value["count"], WINDOW_MS)
+            delivery.add(
+                await window_counts_topic.send(key=out_key, value=out), *window_counts.table.take_writes()
+            )
         await delivery.settle_when_idle(event, deltas.channel.queue)
 
 
 @app.agent(accuracy_deltas_topic)
 async def score_accuracy(deltas: faust.StreamT[AccuracyDelta]) -> None:
-    """Add each delta to its window's tally and publish the window's accuracy (keyed by startMs)."""
+    """Add each delta to its window's tally, once however often replayed, and publish its accuracy."""
     delivery = Delivery()
     async for event in deltas.noack().events():
         delta: AccuracyDelta = event.value
-        correct, total = window_accuracy[ACCURACY_KEY].value() or (0, 0)
-        correct, total = correct + delta.correct, total + delta.total
-        window_accuracy[ACCURACY_KEY] = [correct, total]
-        metrics.window_accuracy.set(correct / total)
-        out_key, out = steps.window_accuracy(delta.startMs, correct, total, WINDOW_MS)
-        delivery.add(
-            await window_accuracy_topic.send(key=out_key, value=out), *window_accuracy.table.take_writes()
-        )
+        if window_accuracy.table.expired(event.message.partition, delta.startMs):
+            metrics.expired_deltas.inc()
+        elif (value := steps.add_accuracy(before := window_accuracy[ACCURACY_KEY].value(), delta)) != before:
+            window_accuracy[ACCURACY_KEY] = value
+            metrics.window_accuracy.set(value["correct"] / value["total"])
+            out_key, out = steps.window_accuracy(delta.startMs, value["correct"], value["total"], WINDOW_MS)
+            delivery.add(
+                await window_accuracy_topic.send(key=out_key, value=out), *window_accuracy.table.take_writes()
+            )
         await delivery.settle_when_idle(event, deltas.channel.queue)

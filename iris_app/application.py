@@ -37,6 +37,8 @@ class IrisApp(App):
             # are committed only up to acknowledged events, so nothing is lost: the next owner
             # reads the rest again (at least once).
             stream_wait_empty=False,
+            # Windows expire by event time (faust_ext.tables): look for them at least once a window.
+            table_cleanup_interval=min(30.0, settings.window_seconds),
             # An agent that fails stops the worker: restarted in place, it would go on past the
             # events it took and never acknowledged, and Faust would never commit beyond them.
             agent_supervisor=mode.CrashingSupervisor,

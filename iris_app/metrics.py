@@ -28,6 +28,11 @@ skewed = Counter(
     "Records classified but not counted: their timestamp is negative or too far ahead of the worker's clock",
     registry=registry,
 )
+expired_deltas = Counter(
+    "iris_deltas_expired",
+    "Counts refused by the counting agents: their window had already expired from the table",
+    registry=registry,
+)
 scoring_seconds = Histogram(
     "iris_scoring_batch_seconds",
     "Time to score one batch of records with the MOJO, waiting for the scorer's thread included",

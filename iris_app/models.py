@@ -77,8 +77,13 @@ class Output(NamedTuple):
     headers: list[tuple[str, bytes]] = []
 
 
+# Input offsets by source partition of `iris` (as text: JSON object keys are strings). A delta
+# names the records it counts, so a count recognises one it has counted already (a replay).
+Offsets = dict[str, list[int]]
+
+
 class WindowDelta(faust.Record, serializer="json", include_metadata=False):
-    """How many records of one (species, predictedSpecies) a batch added to one window.
+    """The records of one (species, predictedSpecies) a batch adds to one window, by their input offsets.
 
     The classify agent sends these to the counting side; startMs carries the
     input records' event time across the repartition.
@@ -87,7 +92,7 @@ class WindowDelta(faust.Record, serializer="json", include_metadata=False):
     species: str
     predictedSpecies: str  # noqa: N815 -- the SPEC's field names
     startMs: int  # noqa: N815
-    count: int
+    offsets: dict  # Offsets
 
 
 class WindowCount(faust.Record, serializer="json", include_metadata=False):
@@ -101,11 +106,11 @@ class WindowCount(faust.Record, serializer="json", include_metadata=False):
 
 
 class AccuracyDelta(faust.Record, serializer="json", include_metadata=False):
-    """How many labelled records of one window a batch added, and how many were right."""
+    """The labelled records of one window a batch adds, and those predicted right, by their input offsets."""
 
     startMs: int  # noqa: N815
-    correct: int
-    total: int
+    labelled: dict  # Offsets
+    correct: dict  # Offsets
 
 
 class WindowAccuracy(faust.Record, serializer="json", include_metadata=False):

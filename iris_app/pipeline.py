@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import TypeVar
+
+import faust
+
+from .faust_ext.batches import acknowledge
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,20 +44,17 @@ async def ahead(items: AsyncIterator[T], start: Callable[[T], Awaitable[R]]) -> 
             started.get_nowait().cancel()
 
 
-class Ackable(Protocol):
-    def ack(self) -> bool: ...
-
-
 class Delivery:
     """Outputs sent and not yet known delivered, and the input events to acknowledge once they are.
 
     Faust commits an input offset once its event is acknowledged: acknowledging
     only after every output (changelog writes included) is delivered means a
     record is never committed and lost. A failed send raises here, in the agent.
+    Events read before a rebalance are not acknowledged (faust_ext.batches.acknowledge).
     """
 
-    def __init__(self, events: Iterable[Ackable] = ()) -> None:
-        self.events: list[Ackable] = list(events)
+    def __init__(self, events: Iterable[faust.EventT] = ()) -> None:
+        self.events: list[faust.EventT] = list(events)
         self.sent: list[Awaitable] = []
 
     def add(self, *sent: Awaitable) -> None:
@@ -62,11 +63,10 @@ class Delivery:
     async def settle(self) -> None:
         """Wait until everything sent is delivered, then acknowledge the events."""
         await asyncio.gather(*self.sent)
-        for event in self.events:
-            event.ack()
+        acknowledge(self.events)
         self.events, self.sent = [], []
 
-    async def settle_when_idle(self, event: Ackable, queue: asyncio.Queue) -> None:
+    async def settle_when_idle(self, event: faust.EventT, queue: asyncio.Queue) -> None:
         """Hold `event` until its input pauses (or SETTLE_EVERY wait), then settle: one wait, many events."""
         self.events.append(event)
         if queue.empty() or len(self.events) >= SETTLE_EVERY:

@@ -7,7 +7,7 @@ check ─► (score, on the scorer) ─► label ─► tally ─► deltas for 
 from __future__ import annotations
 
 import base64
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -18,6 +18,7 @@ from .models import (
     UNKNOWN_SPECIES,
     AccuracyDelta,
     InvalidRecord,
+    Offsets,
     Output,
     WindowAccuracy,
     WindowCount,
@@ -105,16 +106,20 @@ def source_headers(source: Source) -> list[tuple[str, bytes]]:
 
 
 class Tally(NamedTuple):
-    counts: Counter[tuple[str, str, int]]  # (species, predictedSpecies, startMs) -> records
-    correct: Counter[int]  # startMs -> labelled records predicted right
-    labelled: Counter[int]  # startMs -> labelled records
+    counts: defaultdict[tuple[str, str, int], Offsets]  # (species, predictedSpecies, startMs) -> records
+    labelled: defaultdict[int, Offsets]  # startMs -> labelled records
+    correct: defaultdict[int, Offsets]  # startMs -> labelled records predicted right
     late: int
     skewed: int
 
 
+def offsets() -> defaultdict[str, list[int]]:
+    return defaultdict(list)
+
+
 def tally(labelled: Iterable[Labelled], clocks: EventClocks, now_ms: int) -> Tally:
-    """Add up a batch per window: what the counting agents receive, a few deltas instead of every record."""
-    result = Tally(Counter(), Counter(), Counter(), 0, 0)
+    """Add up a batch per window, naming each record by its input offset: what the counting agents receive."""
+    result = Tally(defaultdict(offsets), defaultdict(offsets), defaultdict(offsets), 0, 0)
     late = skewed = 0
     for source, species, predicted in labelled:
         timestamp_ms = round(source.timestamp * 1000)
@@ -126,25 +131,69 @@ def tally(labelled: Iterable[Labelled], clocks: EventClocks, now_ms: int) -> Tal
             skewed += 1
             continue
         start_ms = window_start(timestamp_ms, clocks.size_ms)
-        result.counts[species or UNKNOWN_SPECIES, predicted, start_ms] += 1
+        partition = str(source.partition)
+        result.counts[species or UNKNOWN_SPECIES, predicted, start_ms][partition].append(source.offset)
         if species:
-            result.labelled[start_ms] += 1
-            result.correct[start_ms] += species == predicted
+            result.labelled[start_ms][partition].append(source.offset)
+            if species == predicted:
+                result.correct[start_ms][partition].append(source.offset)
     return result._replace(late=late, skewed=skewed)
 
 
 def window_deltas(counted: Tally) -> list[WindowDelta]:
     return [
-        WindowDelta(species=species, predictedSpecies=predicted, startMs=start_ms, count=n)
-        for (species, predicted, start_ms), n in counted.counts.items()
+        WindowDelta(species=species, predictedSpecies=predicted, startMs=start_ms, offsets=dict(offsets))
+        for (species, predicted, start_ms), offsets in counted.counts.items()
     ]
 
 
 def accuracy_deltas(counted: Tally) -> list[AccuracyDelta]:
     return [
-        AccuracyDelta(startMs=start_ms, correct=counted.correct[start_ms], total=total)
-        for start_ms, total in counted.labelled.items()
+        AccuracyDelta(
+            startMs=start_ms, labelled=dict(labelled), correct=dict(counted.correct.get(start_ms, {}))
+        )
+        for start_ms, labelled in counted.labelled.items()
     ]
+
+
+# The counting agents' steps. A table value keeps, next to its figures, the highest input offset it
+# has counted from each source partition ("seen"), and both change in one changelog record. A record
+# is counted when its offset is above that mark: each source partition's records reach the counting
+# agent in offset order (a batch's outputs are delivered before the next batch is sent, and a new
+# owner of a partition starts from its committed offset, after every delta its records caused), so
+# a record at or below the mark has been counted, and a replay of it is recognised and skipped.
+
+
+def unseen(seen: dict[str, int], offsets: Offsets) -> tuple[dict[str, int], dict[str, set[int]]]:
+    """The offsets above the marks of `seen`, by partition, and the marks moved past them."""
+    marks, fresh = dict(seen), {}
+    for partition, listed in offsets.items():
+        mark = seen.get(partition, -1)
+        fresh[partition] = {offset for offset in listed if offset > mark}
+        if listed:
+            marks[partition] = max(mark, *listed)
+    return marks, fresh
+
+
+def add_count(value: dict[str, Any] | None, delta: WindowDelta) -> dict[str, Any]:
+    """A window count (`{"count", "seen"}`) after a delta, each record counted once however often replayed."""
+    value = value or {"count": 0, "seen": {}}
+    seen, fresh = unseen(value["seen"], delta.offsets)
+    return {"count": value["count"] + sum(map(len, fresh.values())), "seen": seen}
+
+
+def add_accuracy(value: dict[str, Any] | None, delta: AccuracyDelta) -> dict[str, Any]:
+    """A window's accuracy tally (`{"correct", "total", "seen"}`) after a delta, each record once."""
+    value = value or {"correct": 0, "total": 0, "seen": {}}
+    seen, fresh = unseen(value["seen"], delta.labelled)
+    correct = sum(
+        len(offsets & set(delta.correct.get(partition, ()))) for partition, offsets in fresh.items()
+    )
+    return {
+        "correct": value["correct"] + correct,
+        "total": value["total"] + sum(map(len, fresh.values())),
+        "seen": seen,
+    }
 
 
 def window_count(delta: WindowDelta, count: int, window_ms: int) -> tuple[bytes, WindowCount]:

@@ -49,5 +49,7 @@ def windowed_table(name: str, default: type) -> faust.tables.wrappers.WindowWrap
     )
 
 
-window_counts = windowed_table("window-counts", int)  # (species/predictedSpecies, window) -> count
-window_accuracy = windowed_table("window-accuracy", list)  # ("all", window) -> [correct, total]
+# (species/predictedSpecies, window) -> {"count", "seen"}; ("all", window) -> {"correct", "total", "seen"}
+# ("seen": the highest input offset counted per source partition, steps.add_count)
+window_counts = windowed_table("window-counts", dict)
+window_accuracy = windowed_table("window-accuracy", dict)

@@ -65,9 +65,9 @@ def counts_of(species: str, predicted: str, windows: dict[str, list[tuple[int, A
             "predictedSpecies": predicted,
             "startMs": start,
             "endMs": start + WINDOW_MS,
-            "count": count,
+            "count": value["count"],
         }
-        for start, count in windows.get(count_key(species, predicted), [])
+        for start, value in windows.get(count_key(species, predicted), [])
     ]
 
 
@@ -181,11 +181,11 @@ async def accuracy(web: View, request: Request) -> Response:
             {
                 "startMs": start,
                 "endMs": start + WINDOW_MS,
-                "correct": correct,
-                "total": total,
-                "accuracy": correct / total,
+                "correct": value["correct"],
+                "total": value["total"],
+                "accuracy": value["correct"] / value["total"],
             }
-            for start, (correct, total) in local_windows(window_accuracy).get(ACCURACY_KEY, [])
+            for start, value in local_windows(window_accuracy).get(ACCURACY_KEY, [])
         ]
 
     return await routed(web, request, window_accuracy, ACCURACY_KEY, local)

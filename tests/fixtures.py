@@ -130,6 +130,7 @@ class Worker:
 
     def __init__(self, env: dict[str, str], datadir: Path) -> None:
         self.lines: list[str] = []
+        self.datadir = datadir
         self._ready = threading.Event()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -158,10 +159,12 @@ class Worker:
         self._reader.start()
 
     def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if "[^Worker]: Ready" in line:
-                self._ready.set()
+        with open(f"{self.datadir}-{self.port}.log", "w") as log:  # kept beside its data directory
+            for line in self.process.stdout:
+                log.write(line)
+                self.lines.append(line)
+                if "[^Worker]: Ready" in line:
+                    self._ready.set()
         self._ready.set()
 
     def wait_ready(self, timeout: float = 120) -> None:

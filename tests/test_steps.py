@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import orjson
 from fixtures import GOOD, MINUTE_MS, Source, predicted_labels
 
 from iris_app import steps
-from iris_app.models import InvalidRecord
+from iris_app.models import AccuracyDelta, InvalidRecord, WindowDelta
 from iris_app.windows import EventClocks
 
 HOUR_MS = 60 * MINUTE_MS
@@ -75,36 +73,55 @@ def test_a_classified_record_is_the_input_plus_its_prediction_with_its_source_in
     ]
 
 
-def labelled(species: str | None, predicted: str, timestamp_ms: int, partition: int = 0) -> steps.Labelled:
-    return steps.Labelled(Source(b"", partition=partition, timestamp=timestamp_ms / 1000), species, predicted)
+def labelled(
+    species: str | None, predicted: str, timestamp_ms: int, partition: int = 0, offset: int = 0
+) -> steps.Labelled:
+    source = Source(b"", partition=partition, offset=offset, timestamp=timestamp_ms / 1000)
+    return steps.Labelled(source, species, predicted)
 
 
-def test_a_batch_is_tallied_per_window_and_species_with_unlabelled_records_under_unknown():
+def test_a_batch_is_tallied_per_window_and_species_naming_each_record_by_its_offset():
     window = NOW_MS - NOW_MS % MINUTE_MS
     batch = [
-        labelled("setosa", "setosa", window + 1),
-        labelled("setosa", "setosa", window + 2),
-        labelled("virginica", "versicolor", window + 3),
-        labelled(None, "setosa", window + 4),
-        labelled("setosa", "setosa", window - 1),  # the window before
+        labelled("setosa", "setosa", window + 1, offset=10),
+        labelled("setosa", "setosa", window + 2, offset=11, partition=1),
+        labelled("virginica", "versicolor", window + 3, offset=12),
+        labelled(None, "setosa", window + 4, offset=13),  # no true label: counted under unknown
+        labelled("setosa", "setosa", window - 1, offset=14),  # the window before
     ]
 
     counted = steps.tally(batch, clocks(), NOW_MS)
 
-    assert counted.counts == Counter(
-        {
-            ("setosa", "setosa", window): 2,
-            ("virginica", "versicolor", window): 1,
-            ("unknown", "setosa", window): 1,
-            ("setosa", "setosa", window - MINUTE_MS): 1,
-        }
-    )
-    assert counted.labelled == Counter({window: 3, window - MINUTE_MS: 1})
-    assert counted.correct == Counter({window: 2, window - MINUTE_MS: 1})
-    assert {(d.startMs, d.correct, d.total) for d in steps.accuracy_deltas(counted)} == {
-        (window, 2, 3),
-        (window - MINUTE_MS, 1, 1),
+    assert {(d.species, d.predictedSpecies, d.startMs): d.offsets for d in steps.window_deltas(counted)} == {
+        ("setosa", "setosa", window): {"0": [10], "1": [11]},
+        ("virginica", "versicolor", window): {"0": [12]},
+        ("unknown", "setosa", window): {"0": [13]},
+        ("setosa", "setosa", window - MINUTE_MS): {"0": [14]},
     }
+    assert {(d.startMs, str(d.labelled), str(d.correct)) for d in steps.accuracy_deltas(counted)} == {
+        (window, str({"0": [10, 12], "1": [11]}), str({"0": [10], "1": [11]})),
+        (window - MINUTE_MS, str({"0": [14]}), str({"0": [14]})),
+    }
+
+
+def test_a_count_takes_each_record_once_however_often_its_delta_is_replayed_in_whole_or_in_part():
+    def delta(**offsets: list[int]) -> WindowDelta:
+        return WindowDelta(species="setosa", predictedSpecies="setosa", startMs=0, offsets=offsets)
+
+    value = steps.add_count(None, delta(p0=[1, 4, 7], p1=[2]))
+    assert value == {"count": 4, "seen": {"p0": 7, "p1": 2}}
+    assert steps.add_count(value, delta(p0=[1, 4, 7])) == value  # replayed whole
+    value = steps.add_count(value, delta(p0=[4, 7, 9, 12], p1=[3]))  # replayed in part, then new records
+    assert value == {"count": 7, "seen": {"p0": 12, "p1": 3}}
+
+
+def test_an_accuracy_tally_takes_each_labelled_record_once():
+    first = AccuracyDelta(startMs=0, labelled={"0": [1, 2, 3]}, correct={"0": [1, 3]})
+    value = steps.add_accuracy(None, first)
+    assert (value["correct"], value["total"]) == (2, 3)
+    again = AccuracyDelta(startMs=0, labelled={"0": [3, 4]}, correct={"0": [3, 4]})
+    value = steps.add_accuracy(steps.add_accuracy(value, first), again)
+    assert (value["correct"], value["total"], value["seen"]) == (3, 4, {"0": 4})
 
 
 def test_late_and_future_stamped_records_are_not_counted_and_a_future_one_makes_nothing_late():
@@ -119,7 +136,10 @@ def test_late_and_future_stamped_records_are_not_counted_and_a_future_one_makes_
     counted = steps.tally(batch, clocks(), NOW_MS)
 
     assert (counted.skewed, counted.late) == (1, 1)
-    assert sum(counted.counts.values()) == 3
+    assert (
+        sum(len(offsets) for by_partition in counted.counts.values() for offsets in by_partition.values())
+        == 3
+    )
 
 
 def test_a_dead_letter_says_why_and_where_the_record_came_from_with_its_bytes_and_headers():

@@ -11,7 +11,7 @@ event is tracked as unacknowledged, as Faust's stream tracks it (Stream._c_aiter
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import faust
 
@@ -47,3 +47,19 @@ async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncItera
                 unacked.add(message)
         if events:
             yield events
+
+
+def acknowledge(events: Iterable[faust.EventT]) -> None:
+    """Acknowledge events read in the current assignment; leave those read before a rebalance.
+
+    Their partitions were assigned again and are read again from the committed
+    offsets, as Faust's stream skips them. Acknowledged now, they would enter the
+    new assignment's record of acknowledged offsets (Consumer._acked), and a commit
+    made before it knows its committed offset (between the revocation and the seek)
+    would take them as the first run of consecutive offsets, past records not read yet.
+    While a rebalance runs (the flow is stopped) nothing is acknowledged, for the same reason.
+    """
+    for event in events:
+        app = event.app
+        if app.flow_control.is_active() and event.message.generation_id == app.consumer_generation_id:
+            event.ack()

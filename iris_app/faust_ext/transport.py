@@ -9,7 +9,12 @@ What it changes, and why (written for faust-streaming 0.15.3 and aiokafka 0.14.0
   robin. A delivery that waited out a rebalance (the conductor waits while the
   flow is stopped) no longer marks its offset read: that stale mark made the new
   assignment drop every record up to it as "already read", and the partition
-  stalled for good (issue 9). Errors of the loop are logged, as Faust logs them.
+  stalled for good (issue 9). A jump in offsets is read again from where it
+  started, where Faust counts the missing records as handled (a "gap", which only
+  compaction or transactions make, and the app's inputs have neither); and the
+  read offset always means the last offset delivered (after a seek Faust recorded
+  the next one to read, so a fetch that began one record late lost that record).
+  Errors of the loop are logged, as Faust logs them.
 - The fetch: no idling while a stream buffer is full (aiokafka fetches nothing
   from a broker while a paused partition's records sit unread), and a broker may
   hold an empty fetch 100 ms, not Faust's hard-coded 1.5 s.
@@ -50,6 +55,11 @@ class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
+def read_before(offset: int | None) -> int | None:
+    """The last offset read before reading from `offset` (None: nothing yet, or no offset)."""
+    return offset - 1 if offset is not None and offset > 0 else None
+
+
 class Consumer(aiokafka.Consumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -88,15 +98,27 @@ class Consumer(aiokafka.Consumer):
                 for tp, records in (await self._next_records()).items():
                     track_end_offset(tp, self.highwater(tp))
                     deliver = callbacks.get(tp, on_message)
-                    gaps_matter = acks_enabled_for(tp.topic)
+                    acked_topic = acks_enabled_for(tp.topic)
                     for record in records:
                         if not self._same_assignment(generation):
                             break
                         offset, last = record.offset, read_offset[tp]
-                        if last is not None and offset < last:
-                            continue  # already read: Faust drops it too
-                        if last and offset - last > 1 and gaps_matter:
-                            await self._add_gap(tp, last + 1, offset)
+                        if last is not None and offset <= last:
+                            continue  # already delivered: Faust drops it too
+                        if last is not None and offset > last + 1 and acked_topic:
+                            # Faust takes a jump for a gap (compaction, transaction markers) and
+                            # counts the missing offsets as handled; the app's inputs have neither,
+                            # so the fetch position moved past records nobody here has read (a
+                            # fetch raced the seek of a rebalance): read them, rather than commit past.
+                            self.log.warning(
+                                "%s: fetched offset %d after %d: reading on from %d",
+                                tp,
+                                offset,
+                                last,
+                                last + 1,
+                            )
+                            await self.seek(tp, last + 1)
+                            break
                         if self._commit_every is not None and self._n_acked >= self._commit_every:
                             self._n_acked = 0
                             await self.commit()
@@ -120,6 +142,24 @@ class Consumer(aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def perform_seek(self) -> None:
+        """Seek every partition to its committed offset (Faust's), recording the offset before it as read.
+
+        Faust records the committed offset itself, the next one to read, as read,
+        where the loop records the last one delivered: a fetch that raced the seek
+        and began one record later then looked like no jump, and that record was
+        never read. Here the read offset always means the last offset delivered.
+        """
+        committed = await self.seek_to_committed()
+        self._read_offset.update({tp: read_before(offset) for tp, offset in committed.items()})
+        self._committed_offset.update(
+            {tp: offset or None for tp, offset in committed.items() if offset is not None}
+        )
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._read_offset[partition] = read_before(offset)
 
     def _same_assignment(self, generation: int) -> bool:
         """True while the flow runs and no rebalance has happened since `generation`."""
