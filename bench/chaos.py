@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import logging
 import signal
 import statistics
 import sys
@@ -40,6 +41,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="records/s produced")
     parser.add_argument("--down", type=float, default=6.0, help="seconds a stopped worker stays down")
     args = parser.parse_args()
+    # The outage makes the traffic's own clients complain at length.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     broker_port = free_port()
     proxy = Proxy(broker_port)

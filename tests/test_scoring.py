@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from fixtures import REPO
 
 from iris_app.scoring import ModelError, Scorer
 

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FAUST, REPO
+from fixtures import FAUST, REPO
 
 
 def start_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import FAUST, REPO
+from fixtures import FAUST, REPO
 
 
 def test_the_topology_command_prints_every_link_as_text_and_mermaid():

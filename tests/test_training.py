@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import FAUST, REPO
+from fixtures import FAUST, REPO
 from test_scoring import assert_matches_h2o
 
 from iris_app.scoring import Scorer
