@@ -15,6 +15,7 @@ so no offset is ever committed past a record that was not handled.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from typing import NamedTuple
 
 import faust
 
-from . import metrics, steps
+from . import metrics, registry, steps
 from .application import (
     accuracy_deltas_topic,
     app,
@@ -56,18 +57,31 @@ if settings.generator_interval > 0:
         await iris_topic.send(value=random.choice(samples.encoded))
 
 
+@app.task
+async def follow_models() -> None:
+    """Serve what `iris-models` says, switching between two batches (serving.py)."""
+    while True:
+        try:
+            await registry.follow(settings.bootstrap_servers, app.models.on_change)
+        except Exception as e:  # the broker went away, say: read the registry again from its start
+            app.log.warning("Reading %s failed, again in 5 s: %r", registry.TOPIC, e)
+            await asyncio.sleep(5)
+
+
 class Scored(NamedTuple):
     events: list[faust.EventT]
     checked: steps.Checked
     predictions: list[Prediction | Failure]
+    model_id: str
 
 
 async def check_and_score(events: list[faust.EventT]) -> Scored:
     """Check a batch of input records (SPEC) and score the valid ones on the scorer's thread."""
     checked = steps.check(event.message for event in events)
+    scorer = app.models.scorer  # one model for the whole batch: a switch happens between batches
     with metrics.scoring_seconds.time():
-        predictions = await app.scorer.predict_aside(steps.feature_rows(checked.valid))
-    return Scored(events, checked, predictions)
+        predictions = await scorer.predict_aside(steps.feature_rows(checked.valid))
+    return Scored(events, checked, predictions, scorer.model_id)
 
 
 clocks = EventClocks(WINDOW_MS, settings.window_grace_seconds * 1000, settings.max_clock_skew_seconds * 1000)
@@ -80,8 +94,8 @@ async def classify(stream: faust.StreamT) -> None:
     The next batch is checked and scored (on the scorer's thread) while this one is forwarded.
     """
     scored: AsyncIterator[Scored] = ahead(batches(stream, BATCH_SIZE, within=BATCH_WITHIN), check_and_score)
-    async for events, checked, predictions in scored:
-        classified = steps.label(checked.valid, predictions)
+    async for events, checked, predictions, model_id in scored:
+        classified = steps.label(checked.valid, predictions, model_id)
         counted = steps.tally(classified.labelled, clocks, now_ms=int(time.time() * 1000))
         rejected = [*checked.invalid, *classified.failed]
         letters = [steps.dead_letter(source, error) for source, error in rejected]
@@ -97,7 +111,9 @@ async def classify(stream: faust.StreamT) -> None:
             )
         for delta in steps.accuracy_deltas(counted):
             delivery.add(await accuracy_deltas_topic.send(key=ACCURACY_KEY, value=delta))
-        metrics.observe_batch(len(classified.outputs), [error.reason for _, error in rejected], counted)
+        metrics.observe_batch(
+            model_id, len(classified.outputs), [error.reason for _, error in rejected], counted
+        )
         await delivery.settle()
 
 

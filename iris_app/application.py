@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import faust
 import mode
 
+from . import registry
 from .faust_ext import IncompatibleVersion, check_versions
 from .faust_ext.schema import raw_schema
 from .faust_ext.transport import App
-from .models import AccuracyDelta, WindowAccuracy, WindowCount, WindowDelta
-from .scoring import ModelError, Scorer
+from .models import FEATURES, AccuracyDelta, WindowAccuracy, WindowCount, WindowDelta
+from .samples import read_samples
+from .scoring import ModelError
+from .serving import ModelServer
 from .settings import Settings, SettingsError
 
 
@@ -45,20 +49,30 @@ class IrisApp(App):
             **producer_options,
         )
         self.settings = settings
-        self.scorer: Scorer | None = None
+        self.models: ModelServer | None = None  # the model(s) scored with, from the start on
         # Loaded once at start, before any record is read; an OSError stops the worker with one line.
         self.loaders: list[Callable[[], None]] = []
 
     async def on_first_start(self) -> None:
-        """Load the model (and what the agents need) once, before any record is read."""
+        """Load the model (what `iris-models` serves, else IRIS_MOJO) and what the agents need, first."""
         await super().on_first_start()
         try:
-            self.scorer = Scorer(self.settings.mojo)
+            published = await registry.read(self.settings.bootstrap_servers, timeout=10)
+        except Exception as e:  # no broker yet: the worker follows the registry once it can reach it
+            self.log.warning("Cannot read %s yet (%r): serving %s", registry.TOPIC, e, self.settings.mojo)
+            published = registry.Registry()
+        try:
+            samples = [[row[name] for name in FEATURES] for row in read_samples()]
+            self.models = ModelServer(self.settings.mojo, Path(self.conf.appdir) / "models", samples)
+            self.models.start(published)
             for load in self.loaders:
                 load()
         except (ModelError, OSError) as e:
             stop(f"cannot start: {e}", code=2)
-        self.log.info("Scoring with %s (classes %s)", self.scorer.path, ", ".join(self.scorer.labels))
+        scorer = self.models.scorer
+        self.log.info(
+            "Scoring with %s from %s (classes %s)", scorer.model_id, scorer.path, ", ".join(scorer.labels)
+        )
 
 
 def stop(message: str, code: int) -> None:

@@ -1,13 +1,20 @@
-"""The app's own commands: `faust -A iris_app train` and `faust -A iris_app watch TOPIC`."""
+"""The app's own commands: `train`, `deploy`, `watch TOPIC`, `topology` (`faust -A iris_app COMMAND`)."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
+import orjson
 from aiokafka import AIOKafkaConsumer
 from faust.cli import AppCommand, argument, option
 
+from . import registry
 from .application import app, settings
+from .models import FEATURES
+from .samples import read_samples
+from .scoring import ModelError, checked_scorer
 from .topology import as_mermaid, as_text, describe
 from .training import TrainingError
 from .training import train as train_model
@@ -19,12 +26,13 @@ from .training import train as train_model
         "--max-runtime-secs", type=int, default=0, show_default=True, help="AutoML's time budget; 0 for none."
     ),
     option("--data", type=Path, default=Path("data/iris.csv"), show_default=True),
-    option("--out", type=Path, default=None, help="Where to deploy the model [default: IRIS_MOJO]."),
+    option("--out", type=Path, default=None, help="Where to write the model [default: IRIS_MOJO]."),
+    option("--deploy", "deploy_it", is_flag=True, help="Then publish it to iris-models and serve it."),
 )
 async def train(
-    self: AppCommand, max_models: int, max_runtime_secs: int, data: Path, out: Path | None
+    self: AppCommand, max_models: int, max_runtime_secs: int, data: Path, out: Path | None, deploy_it: bool
 ) -> None:
-    """Train a model with H2O AutoML and deploy the leader's MOJO (restart workers to use it)."""
+    """Train a model with H2O AutoML and write the leader's MOJO; with --deploy, serve it too."""
     out = out or settings.mojo
     try:
         card = train_model(data, out, max_models=max_models, max_runtime_secs=max_runtime_secs)
@@ -32,9 +40,81 @@ async def train(
         raise SystemExit(f"iris_app: training failed: {e}") from None
     holdout = card["holdout"]
     self.say(
-        f"Deployed {card['modelId']} to {out}/ — holdout accuracy {holdout['accuracy']:.3f},"
+        f"Wrote {card['modelId']} to {out}/ — holdout accuracy {holdout['accuracy']:.3f},"
         f" logloss {holdout['logloss']:.4f}"
     )
+    if deploy_it:
+        self.say(await publish_model(out, shadow=False))
+
+
+@app.command(
+    argument("path", required=False, type=Path),
+    option("--shadow", is_flag=True, help="Publish it as the shadow model instead of serving it."),
+    option("--promote", is_flag=True, help="Serve the shadow model."),
+    option("--rollback", is_flag=True, help="Serve again the model served before this one."),
+    option("--list", "list_models", is_flag=True, help="List the published models, their roles and metrics."),
+)
+async def deploy(
+    self: AppCommand, path: Path | None, shadow: bool, promote: bool, rollback: bool, list_models: bool
+) -> None:
+    """Publish a model (default IRIS_MOJO) to iris-models and serve it: workers switch without a restart."""
+    try:
+        if list_models:
+            self.say(listing(await registry.read(settings.bootstrap_servers)))
+        elif promote or rollback:
+            published = await registry.read(settings.bootstrap_servers)
+            roles = published.roles.promote() if promote else published.roles.rollback()
+            await registry.publish(settings.bootstrap_servers, [(registry.SERVING_KEY, roles.encode())])
+            self.say(f"Serving {roles.serving}")
+        else:
+            self.say(await publish_model(path or settings.mojo, shadow=shadow))
+    except (registry.RegistryError, ModelError) as e:
+        raise SystemExit(f"iris_app: deploy refused: {e}") from None
+
+
+async def publish_model(folder: Path, *, shadow: bool) -> str:
+    """Check a model as a worker would, publish it, and make it serve (or shadow); what was done."""
+    samples = [[row[name] for name in FEATURES] for row in read_samples()]
+    checked_scorer(folder, samples)  # the workers' own check: refuse here what they would refuse
+    model_id, package = registry.pack(folder)
+    published = await registry.read(settings.bootstrap_servers)
+    records = [(model_id.encode(), package)]
+    roles = published.roles
+    if roles.serving is None and not shadow and folder.resolve() != settings.mojo.resolve():
+        # The workers serve IRIS_MOJO while nothing is published: publish it too, to roll back to.
+        fallback_id, fallback = registry.pack(settings.mojo)
+        records.append((fallback_id.encode(), fallback))
+        roles = roles._replace(serving=fallback_id)
+    roles = roles.with_shadow(model_id) if shadow else roles.deploy(model_id)
+    await registry.publish(settings.bootstrap_servers, [*records, (registry.SERVING_KEY, roles.encode())])
+    return f"Published {model_id}; " + (
+        f"shadowing {roles.serving}" if shadow else f"serving it (was {roles.previous})"
+    )
+
+
+def listing(published: registry.Registry) -> str:
+    """One line per published model: id, role, holdout accuracy and logloss from its card."""
+    roles = published.roles
+    lines = []
+    for model_id, package in sorted(published.models.items()):
+        role = {roles.serving: "serving", roles.shadow: "shadow", roles.previous: "previous"}.get(
+            model_id, ""
+        )
+        try:
+            with zipfile.ZipFile(io.BytesIO(package)) as archive:
+                names = archive.namelist()
+                card = orjson.loads(archive.read(registry.CARD)) if registry.CARD in names else {}
+        except (zipfile.BadZipFile, orjson.JSONDecodeError) as e:
+            lines.append(f"{model_id}\t{role or '-'}\tnot a model package: {e}")
+            continue
+        holdout = card.get("holdout", {})
+        metrics = (
+            f"accuracy {holdout['accuracy']:.3f}, logloss {holdout['logloss']:.4f}"
+            if holdout
+            else "no holdout metrics"
+        )
+        lines.append(f"{model_id}\t{role or '-'}\t{metrics}")
+    return "\n".join(lines) or f"nothing published to {registry.TOPIC}: the workers serve IRIS_MOJO"
 
 
 @app.command(

@@ -39,6 +39,21 @@ scoring_seconds = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
     registry=registry,
 )
+model_info = Gauge(
+    "iris_model_info",
+    "1 for each model this worker scores with, by id and role",
+    ["model_id", "role"],
+    registry=registry,
+)
+models_refused = Counter(
+    "iris_models_refused",
+    "Models published to serve that failed this worker's check (it kept the model it had)",
+    ["model_id"],
+    registry=registry,
+)
+records_scored = Counter(
+    "iris_records_scored", "Records scored, by the model that scored them", ["model_id"], registry=registry
+)
 consumer_lag = Gauge(
     "iris_consumer_lag",
     "Records not yet committed, per input partition assigned to this worker (end offset - committed offset)",
@@ -64,9 +79,10 @@ class Skew:
     logged_at = 0.0
 
 
-def observe_batch(classified_n: int, rejected: Iterable[str], counted: Tally) -> None:
+def observe_batch(model_id: str, classified_n: int, rejected: Iterable[str], counted: Tally) -> None:
     """Count a classify batch's outcome; say in the log (at most once a minute) when timestamps are off."""
     classified.inc(classified_n)
+    records_scored.labels(model_id).inc(classified_n)
     for reason in rejected:
         dead_lettered.labels(reason).inc()
     late.inc(counted.late)

@@ -7,9 +7,12 @@ H2O cluster and no subprocess on the hot path.
 from __future__ import annotations
 
 import asyncio
+import csv
+import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
@@ -55,13 +58,14 @@ class Scorer:
         self.path = zip_path
         card = zip_path.parent / "model.json"  # written by `faust -A iris_app train`
         self.card: bytes = card.read_bytes() if card.is_file() else b'{"mojo": "%s"}' % zip_path.name.encode()
+        self.model_id: str = _model_id(self.card, zip_path)
         self.labels: tuple[str, ...] = tuple(map(str, model.getDomainValues(model.getResponseIdx())))
         # The model's row, from a record's fields in FEATURES order.
         self._to_model_row = itemgetter(*(list(FEATURES.values()).index(name) for name in names))
         self._preds_size = int(model.getPredsSize())
         self._score_rows = _score_rows_loop(model, self._preds_size)
         self._new_array = jpype.JClass("java.lang.reflect.Array").newInstance
-        self._thread = ThreadPoolExecutor(1, "scorer", initializer=jpype.java.lang.Thread.attachAsDaemon)
+        self._thread = _scorer_thread()
 
     def predict(self, rows: Sequence[Sequence[float]]) -> list[Prediction | Failure]:
         """Score rows of the four measurements (FEATURES order); a row the model fails on gets a Failure."""
@@ -110,6 +114,12 @@ class Scorer:
         ]
 
 
+@cache
+def _scorer_thread() -> ThreadPoolExecutor:
+    """The one thread every model scores on (attached to the JVM): a swapped-out model leaves none behind."""
+    return ThreadPoolExecutor(1, "scorer", initializer=jpype.java.lang.Thread.attachAsDaemon)
+
+
 def _score_rows_loop(model: jpype.JObject, preds_size: int) -> jpype.JObject:
     """A Java method handle `(rows, scratch, flat) -> for i: flat[i*k:(i+1)*k] = score0(rows[i], scratch[i])`.
 
@@ -147,6 +157,15 @@ def _score_rows_loop(model: jpype.JObject, preds_size: int) -> jpype.JObject:
     # (rows, scratch, flat) -> len(rows)
     count = handles.dropArguments(handles.arrayLength(rows), 1, rows, row)
     return handles.countedLoop(count, None, body)
+
+
+def _model_id(card: bytes, zip_path: Path) -> str:
+    """The model's id: its card's `modelId` (H2O's), else the MOJO's file name without .zip."""
+    try:
+        model_id = json.loads(card).get("modelId")
+    except (ValueError, AttributeError):
+        model_id = None
+    return model_id if isinstance(model_id, str) and model_id else zip_path.stem
 
 
 def find_mojo(mojo: Path) -> Path:
@@ -197,3 +216,33 @@ def _jvm_path() -> str:
             "Java 17 is needed to score the MOJO and none was found:"
             " install a Java 17 runtime (e.g. openjdk-17-jre-headless) or set JAVA_HOME"
         ) from None
+
+
+def checked_scorer(mojo: Path, samples: Sequence[Sequence[float]]) -> Scorer:
+    """A Scorer for `mojo`, once it has shown it can serve: a ModelError saying why not otherwise.
+
+    It must load as an iris classifier over the four features (Scorer), score every
+    row of `samples` (the bundled data set) without error, and, where the model
+    comes with H2O's own predictions (predictions.csv, written by training), agree
+    with them row by row.
+    """
+    scorer = Scorer(mojo)
+    predictions = scorer.predict(samples)
+    failed = [i for i, p in enumerate(predictions) if isinstance(p, Failure)]
+    if failed:
+        raise ModelError(
+            f"{scorer.path.name} fails to score row {failed[0]} of the bundled data: "
+            f"{predictions[failed[0]].error}"
+        )
+    reference = scorer.path.parent / "predictions.csv"
+    if reference.is_file():
+        with reference.open(newline="") as f:
+            expected = [row["predict"] for row in csv.DictReader(f)]
+        labels = [p.label for p in predictions]
+        if len(expected) == len(labels) and expected != labels:
+            row = next(i for i, (a, b) in enumerate(zip(expected, labels)) if a != b)
+            raise ModelError(
+                f"{scorer.path.name} disagrees with H2O's own predictions (predictions.csv) on row {row}:"
+                f" {labels[row]} against {expected[row]}"
+            )
+    return scorer

@@ -80,15 +80,17 @@ class Classified(NamedTuple):
 
 
 def label(
-    valid: Sequence[tuple[Source, dict[str, Any]]], predictions: Sequence[Prediction | Failure]
+    valid: Sequence[tuple[Source, dict[str, Any]]], predictions: Sequence[Prediction | Failure], model_id: str
 ) -> Classified:
-    """Each scored record with its `predictedSpecies` (SPEC), carrying its source in headers."""
+    """Each scored record with its `predictedSpecies` and the `modelId` that scored it (SPEC), its source
+    in headers."""
     outputs, labelled, failed = [], [], []
     for (source, record), prediction in zip(valid, predictions, strict=True):
         if isinstance(prediction, Failure):
             failed.append((source, InvalidRecord("model", f"model: {prediction.error}")))
             continue
         record["predictedSpecies"] = prediction.label
+        record["modelId"] = model_id
         outputs.append(
             Output(source.key, orjson.dumps(record), round(source.timestamp * 1000), source_headers(source))
         )

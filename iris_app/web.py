@@ -193,14 +193,14 @@ async def accuracy(web: View, request: Request) -> Response:
 
 @app.page("/model/")
 async def model_card(web: View, request: Request) -> Response:
-    """The deployed model's card (model.json beside the MOJO)."""
-    return web.bytes(app.scorer.card, content_type="application/json")
+    """The serving model's card (its model.json), the shadow's (none yet), and the last model refused."""
+    return web.bytes(app.models.describe(), content_type="application/json")
 
 
 @app.page("/health")
 async def health(web: View, request: Request) -> Response:
     """200 when the worker classifies; 503 with the reason while it cannot."""
-    if app.scorer is None:
+    if app.models is None:
         reason = "loading the model"
     elif watchdog.reason is not None:
         reason = watchdog.reason
@@ -209,7 +209,7 @@ async def health(web: View, request: Request) -> Response:
     elif app.tables.recovery.in_recovery:
         reason = "recovering table state"
     else:
-        return json_response(web, {"status": "ready", "model": app.scorer.path.name})
+        return json_response(web, {"status": "ready", "model": app.models.scorer.model_id})
     return json_response(web, {"status": "not ready", "reason": reason}, 503)
 
 

@@ -277,12 +277,15 @@ class Traffic:
             threading.Thread(target=asyncio.run, args=(self._produce(),), daemon=True),
             threading.Thread(target=asyncio.run, args=(self._read(),), daemon=True),
         ]
+        self._started = threading.Barrier(2, timeout=60)  # the producer connected, and the caller
         for thread in self._threads:
             thread.start()
+        self._started.wait()
 
     async def _produce(self) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, request_timeout_ms=120_000)
         await producer.start()
+        self._started.wait()
         pending: list[tuple[bytes, asyncio.Future]] = []
         try:
             i = 0
@@ -314,7 +317,9 @@ class Traffic:
         )
         await consumer.start()
         try:
-            # Created by the workers, with the default partition count, before they are ready.
+            while self._reading.is_set() and "iris-classified" not in await consumer.topics():
+                await asyncio.sleep(0.5)  # the workers create it: there is no event to wait on
+            # Created by the workers, with the default partition count.
             consumer.assign([TopicPartition("iris-classified", p) for p in range(Settings().partitions)])
             while self._reading.is_set():
                 batches = await consumer.getmany(timeout_ms=200)

@@ -12,7 +12,9 @@ from iris_app.settings import Settings
 from iris_app.windows import window_start
 
 
-def test_good_records_come_out_classified_with_exactly_the_spec_keys(worker, kafka, scorer):
+def test_good_records_come_out_classified_with_exactly_the_spec_keys_and_the_model_that_scored_them(
+    worker, kafka, scorer
+):
     records = GOOD * 4
     keys = keyed("good", len(records))
     sent_at = now_ms()
@@ -30,8 +32,8 @@ def test_good_records_come_out_classified_with_exactly_the_spec_keys(worker, kaf
     partitions = list(range(Settings().partitions))
     for i, (key, record, label) in enumerate(zip(keys, records, expected_labels)):
         message = out[key]
-        assert message.json() == {**record, "predictedSpecies": label}
-        assert list(message.json())[-1] == "predictedSpecies"
+        assert message.json() == {**record, "predictedSpecies": label, "modelId": scorer.model_id}
+        assert list(message.json())[-2:] == ["predictedSpecies", "modelId"]
         assert message.timestamp == sent_at + i  # event time is carried to the output
         # In the partition Kafka's default partitioner picks for its key (murmur2, as the Java clients).
         assert message.partition == DefaultPartitioner()(key, partitions, partitions)

@@ -120,10 +120,10 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
         env["KAFKA_BROKER"] = broker.url
         dirs = [tmp_path / "w0", tmp_path / "w1"]
         workers = [Worker(env, d) for d in dirs]
+        for w in workers:
+            w.wait_ready()
         traffic = Traffic(broker.url, rate=150, samples=read_samples(REPO / "data" / "iris.csv"))
         try:
-            for w in workers:
-                w.wait_ready()
             for cycle in range(3):
                 victim = cycle % 2
                 workers[victim].process.kill()
@@ -175,9 +175,9 @@ def test_a_worker_cut_off_from_the_broker_says_so_and_afterwards_classifies_ever
     proxy = Proxy(broker_port)
     with LocalBroker(broker_port, advertised_port=proxy.port) as broker:
         worker = Worker({"KAFKA_BROKER": broker.url, "IRIS_GENERATOR_INTERVAL": "0"}, tmp_path / "w")
+        worker.wait_ready()
         traffic = Traffic(broker.url, rate=100, samples=read_samples(REPO / "data" / "iris.csv"))
         try:
-            worker.wait_ready()
             assert not traffic.wait_classified(timeout=60)
             proxy.cut()
             cut_off = wait_for_health(worker, 503, timeout=30)
@@ -190,5 +190,6 @@ def test_a_worker_cut_off_from_the_broker_says_so_and_afterwards_classifies_ever
         finally:
             traffic.close()
             worker.stop()
+    assert len(traffic.sent) > 2000  # records flowed before, during and after the outage (100 a second)
     assert cut_off["reason"].startswith("cannot reach the broker"), cut_off
     assert not missing, f"{len(missing)} of {len(traffic.sent)} records never classified, e.g. {missing[:5]}"

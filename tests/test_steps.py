@@ -11,6 +11,7 @@ from iris_app.windows import EventClocks
 
 HOUR_MS = 60 * MINUTE_MS
 NOW_MS = 1_700_000_000_000
+MODEL = "the-model-id"
 POISON = {
     "sepalLength": 5.1,
     "sepalWidth": 1e308,
@@ -46,7 +47,7 @@ def test_a_record_the_model_cannot_score_fails_alone_and_the_rest_of_its_batch_i
     records = [*GOOD, POISON, *GOOD]
     checked = steps.check(sources(records))
 
-    classified = steps.label(checked.valid, scorer.predict(steps.feature_rows(checked.valid)))
+    classified = steps.label(checked.valid, scorer.predict(steps.feature_rows(checked.valid)), MODEL)
 
     good = [*GOOD, *GOOD]
     assert [orjson.loads(out.value)["predictedSpecies"] for out in classified.outputs] == predicted_labels(
@@ -57,14 +58,15 @@ def test_a_record_the_model_cannot_score_fails_alone_and_the_rest_of_its_batch_i
     assert (error.reason, str(error)) == ("model", "model: Predicted class probability NaN!")
 
 
-def test_a_classified_record_is_the_input_plus_its_prediction_with_its_source_in_headers(scorer):
+def test_a_classified_record_is_the_input_plus_its_prediction_and_model_with_its_source_in_headers(scorer):
     [source] = sources([{**GOOD[1], "extra": "dropped"}], partition=3)
     checked = steps.check([source])
 
-    [out] = steps.label(checked.valid, scorer.predict(steps.feature_rows(checked.valid))).outputs
+    [out] = steps.label(checked.valid, scorer.predict(steps.feature_rows(checked.valid)), MODEL).outputs
 
-    assert orjson.loads(out.value) == {**GOOD[1], "predictedSpecies": predicted_labels(scorer, [GOOD[1]])[0]}
-    assert list(orjson.loads(out.value))[-1] == "predictedSpecies"
+    label = predicted_labels(scorer, [GOOD[1]])[0]
+    assert orjson.loads(out.value) == {**GOOD[1], "predictedSpecies": label, "modelId": MODEL}
+    assert list(orjson.loads(out.value))[-2:] == ["predictedSpecies", "modelId"]
     assert (out.key, out.timestamp_ms) == (source.key, NOW_MS)
     assert out.headers == [
         ("iris-source-topic", b"iris"),

@@ -33,7 +33,7 @@ def test_a_quick_training_run_deploys_a_model_the_scorer_loads(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "AutoML progress" in run.stdout
-    assert f"Deployed {json.loads((out / 'model.json').read_text())['modelId']} to {out}/" in run.stdout
+    assert f"Wrote {json.loads((out / 'model.json').read_text())['modelId']} to {out}/" in run.stdout
 
     assert sorted(p.name for p in out.iterdir() if p.suffix != ".zip") == [
         "h2o-genmodel.jar",

@@ -63,10 +63,14 @@ def test_unknown_species_and_paths_answer_404_in_json(worker):
         assert "error" in json.loads(body)
 
 
-def test_the_model_card_is_the_deployed_one(worker):
+def test_the_model_page_shows_the_serving_models_card_and_no_refusal(worker):
     status, _, body = worker.get("/model/")
     assert status == 200
-    assert json.loads(body) == json.loads((REPO / "mojo" / "model.json").read_text())
+    assert json.loads(body) == {
+        "serving": json.loads((REPO / "mojo" / "model.json").read_text()),
+        "shadow": None,
+        "refused": None,
+    }
 
 
 def test_health_says_ready(worker):

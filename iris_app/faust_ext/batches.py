@@ -23,17 +23,20 @@ async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncItera
     unacked = app.consumer._unacked_messages
     loop = asyncio.get_running_loop()
     while True:
-        batch = [await queue.get()]
-        deadline = loop.time() + within
-        while len(batch) < size:
-            if queue.empty():
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        batch.append(await queue.get())
-                except TimeoutError:
-                    break
-            else:
-                batch.append(queue.get_nowait())
+        try:
+            batch = [await queue.get()]
+            deadline = loop.time() + within
+            while len(batch) < size:
+                if queue.empty():
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            batch.append(await queue.get())
+                    except TimeoutError:
+                        break
+                else:
+                    batch.append(queue.get_nowait())
+        except StopAsyncIteration:  # Faust throws it into the queue when the agent stops: the stream ends
+            return
         # Events fetched before a rebalance are dropped, as Faust's stream drops them:
         # the new assignment reads them again from the committed offsets.
         if not app.flow_control.is_active():

@@ -152,6 +152,13 @@ class Consumer(aiokafka.Consumer):
         never read. Here the read offset always means the last offset delivered.
         """
         committed = await self.seek_to_committed()
+        # A partition nothing was committed for stays where the fetch had got to (aiokafka seeks only
+        # to offsets it has): records fetched and dropped by a rebalance would never be read again, and
+        # Faust, knowing no committed offset, would commit the first run acknowledged after them.
+        # Start it where the consumer starts any partition without a committed offset.
+        fresh = [tp for tp, offset in committed.items() if offset is None or offset < 0]
+        if fresh and self.app.conf.consumer_auto_offset_reset == "earliest":
+            await self._thread.seek_to_beginning(*fresh)
         self._read_offset.update({tp: read_before(offset) for tp, offset in committed.items()})
         self._committed_offset.update(
             {tp: offset or None for tp, offset in committed.items() if offset is not None}

@@ -1,0 +1,204 @@
+"""The model registry on Kafka: `iris-models`, compacted, one partition (docs/SPEC.md, "The model's life").
+
+A published model is keyed by its id: a zip of its MOJO, its card (model.json)
+and, when training wrote them, H2O's own predictions (predictions.csv). The key
+`serving` holds which ids serve and shadow: {"serving", "shadow", "previous"}.
+Every worker reads the whole topic (no consumer group: each needs every model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import zipfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from .scoring import GENMODEL_JAR, ModelError, find_mojo
+
+TOPIC = "iris-models"
+SERVING_KEY = b"serving"
+MAX_MODEL_BYTES = 16 * 2**20
+MAX_MESSAGE_BYTES = MAX_MODEL_BYTES + 2**20  # the topic's and the clients' limit: a model and its key
+CARD, PREDICTIONS = "model.json", "predictions.csv"
+
+
+class RegistryError(RuntimeError):
+    """The registry cannot do what was asked; the message says why."""
+
+
+class Roles(NamedTuple):
+    serving: str | None = None
+    shadow: str | None = None
+    previous: str | None = None
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self._asdict())
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Roles:
+        value = orjson.loads(raw)
+        return cls(value.get("serving"), value.get("shadow"), value.get("previous"))
+
+    def deploy(self, model_id: str) -> Roles:
+        return Roles(model_id, self.shadow if self.shadow != model_id else None, self.serving)
+
+    def with_shadow(self, model_id: str) -> Roles:
+        return self._replace(shadow=model_id)
+
+    def promote(self) -> Roles:
+        if self.shadow is None:
+            raise RegistryError("no shadow model to promote: deploy one with --shadow first")
+        return Roles(self.shadow, None, self.serving)
+
+    def rollback(self) -> Roles:
+        if self.previous is None:
+            raise RegistryError("no model was served before this one: nothing to roll back to")
+        return Roles(self.previous, self.shadow, self.serving)
+
+
+@dataclass
+class Registry:
+    """What `iris-models` holds: each published model's package, and the roles."""
+
+    models: dict[str, bytes] = field(default_factory=dict)
+    roles: Roles = Roles()
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key == SERVING_KEY:
+            self.roles = Roles.decode(value) if value else Roles()
+        elif key is not None:
+            if value is None:
+                self.models.pop(key.decode(), None)
+            else:
+                self.models[key.decode()] = value
+
+
+def pack(folder: Path) -> tuple[str, bytes]:
+    """A model folder (its MOJO zip, model.json, predictions.csv) as (model id, package bytes)."""
+    mojo = find_mojo(folder)
+    card_path = mojo.parent / CARD
+    card = orjson.loads(card_path.read_bytes()) if card_path.is_file() else {}
+    model_id = card.get("modelId") or mojo.stem
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as package:
+        package.write(mojo, mojo.name)
+        for name in (CARD, PREDICTIONS):
+            if (mojo.parent / name).is_file():
+                package.write(mojo.parent / name, name)
+    data = buffer.getvalue()
+    if len(data) > MAX_MODEL_BYTES:
+        raise RegistryError(
+            f"{model_id} is {len(data):,} bytes packed: models are limited to {MAX_MODEL_BYTES:,}"
+        )
+    return model_id, data
+
+
+def unpack(package: bytes, dest: Path, genmodel_jar: Path) -> Path:
+    """Write a package's files into `dest` beside the running h2o-genmodel.jar; the folder, for a Scorer."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(io.BytesIO(package)) as archive:
+            for name in archive.namelist():
+                if Path(name).name != name or name == GENMODEL_JAR:
+                    raise ModelError(f"the package holds an unexpected file {name!r}")
+                (dest / name).write_bytes(archive.read(name))
+    except zipfile.BadZipFile as e:
+        raise ModelError(f"the package is not a zip: {e}") from None
+    jar = dest / GENMODEL_JAR
+    if not jar.exists():
+        jar.symlink_to(genmodel_jar.resolve())
+    return dest
+
+
+def bootstrap_of(servers: list[str]) -> str:
+    return ",".join(servers)
+
+
+async def read(servers: list[str], timeout: float = 30.0) -> Registry:
+    """Everything `iris-models` holds now (an empty registry if the topic does not exist)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_of(servers),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+        fetch_max_bytes=MAX_MESSAGE_BYTES,
+    )
+    registry = Registry()
+    await consumer.start()
+    try:
+        async with asyncio.timeout(timeout):
+            if TOPIC not in await consumer.topics():
+                return registry
+            tp = TopicPartition(TOPIC, 0)
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            while await consumer.position(tp) < end:
+                for message in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                    registry.apply(message.key, message.value)
+    finally:
+        await consumer.stop()
+    return registry
+
+
+async def publish(servers: list[str], records: list[tuple[bytes, bytes]]) -> None:
+    """Send records to `iris-models` (created if missing: compacted, one partition), one at a time."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_of(servers))
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    TOPIC,
+                    1,
+                    1,
+                    topic_configs={"cleanup.policy": "compact", "max.message.bytes": str(MAX_MESSAGE_BYTES)},
+                )
+            ]
+        )
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_of(servers), max_request_size=MAX_MESSAGE_BYTES)
+    await producer.start()
+    try:
+        for key, value in records:  # each alone in its batch: end offsets stay exact on tansu (SPEC)
+            await producer.send_and_wait(TOPIC, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def follow(servers: list[str], on_change: Callable[[Registry], Awaitable[None]]) -> None:
+    """Read `iris-models` from its start for ever; `on_change(registry)` after every fetch that changed it."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_of(servers),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+        fetch_max_bytes=MAX_MESSAGE_BYTES,
+        fetch_max_wait_ms=500,
+        metadata_max_age_ms=5000,
+    )
+    registry = Registry()
+    await consumer.start()
+    try:
+        while TOPIC not in await consumer.topics():
+            await asyncio.sleep(5)  # not created yet: nothing published
+        tp = TopicPartition(TOPIC, 0)
+        consumer.assign([tp])
+        while True:
+            fetched = (await consumer.getmany(tp, timeout_ms=1000)).get(tp, [])
+            for message in fetched:
+                registry.apply(message.key, message.value)
+            if fetched:
+                await on_change(registry)
+    finally:
+        await consumer.stop()

@@ -1,0 +1,127 @@
+"""The model's life on Kafka: deploy while records flow, every record names its model, rollback, refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+
+import orjson
+import pytest
+from fixtures import FAUST, REPO, Kafka, Traffic, Worker
+
+from iris_app import registry
+from iris_app.broker import LocalBroker
+from iris_app.registry import RegistryError, Roles
+from iris_app.samples import read_samples
+
+SECOND = REPO / "tests" / "models" / "second"  # a real AutoML MOJO (a quick run), other than mojo/'s
+DEFAULT_ID = orjson.loads((REPO / "mojo" / "model.json").read_bytes())["modelId"]
+SECOND_ID = orjson.loads((SECOND / "model.json").read_bytes())["modelId"]
+SWITCH_S = 10  # workers serve a deploy within this (docs/SPEC.md)
+
+
+def test_roles_move_as_deploy_shadow_promote_and_rollback_say():
+    roles = Roles().deploy("a")
+    assert roles == Roles(serving="a", shadow=None, previous=None)
+    roles = roles.deploy("b").with_shadow("c")
+    assert roles == Roles(serving="b", shadow="c", previous="a")
+    assert roles.promote() == Roles(serving="c", shadow=None, previous="b")
+    assert roles.rollback() == Roles(serving="a", shadow="c", previous="b")
+    assert Roles.decode(roles.encode()) == roles
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        Roles().deploy("a").rollback()
+    with pytest.raises(RegistryError, match="no shadow model"):
+        Roles().deploy("a").promote()
+
+
+def deploy(url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [FAUST, "-A", "iris_app", "deploy", *args],
+        cwd=REPO,
+        env={**os.environ, "KAFKA_BROKER": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def model_ids(kafka: Kafka, keys: list[bytes]) -> dict[bytes, set[str]]:
+    """The modelId of each classified record of `keys` (a replayed record may come out twice)."""
+    wanted = set(keys)
+    messages = kafka.read_until("iris-classified", lambda ms: wanted <= {m.key for m in ms}, timeout=120)
+    ids: dict[bytes, set[str]] = {}
+    for m in messages:
+        if m.key in wanted:
+            ids.setdefault(m.key, set()).add(m.json()["modelId"])
+    return ids
+
+
+def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusal_keep_records_flowing(
+    tmp_path,
+):
+    with LocalBroker() as broker:
+        kafka = Kafka(broker.url)
+        env = {
+            "KAFKA_BROKER": broker.url,
+            "IRIS_GENERATOR_INTERVAL": "0",
+            "IRIS_PRODUCER_MAX_BATCH_SIZE": "1",
+        }
+        workers = [Worker(env, tmp_path / f"w{i}") for i in range(2)]
+        for w in workers:
+            w.wait_ready()
+        traffic = Traffic(broker.url, rate=50, samples=read_samples(REPO / "data" / "iris.csv"))
+        try:
+            assert not traffic.wait_classified(timeout=60)
+            before = list(traffic.sent)
+
+            deployed = deploy(broker.url, str(SECOND))
+            assert deployed.returncode == 0, deployed.stderr
+            time.sleep(SWITCH_S)  # the switch is promised within this time: what comes after must show it
+            after_deploy = len(traffic.sent)
+            assert not traffic.wait_classified(timeout=60)
+            before_rollback = len(traffic.sent)
+            rolled_back = deploy(broker.url, "--rollback")
+            assert rolled_back.returncode == 0, rolled_back.stderr
+            time.sleep(SWITCH_S)
+            after_rollback = len(traffic.sent)
+
+            corrupt = tmp_path / "corrupt"
+            shutil.copytree(SECOND, corrupt)
+            (corrupt / f"{SECOND_ID}.zip").write_bytes(b"not a zip")
+            refused_here = deploy(broker.url, str(corrupt))
+            # Published behind the command's back: the workers must refuse it themselves.
+            asyncio.run(
+                registry.publish(
+                    [broker.url.removeprefix("kafka://")],
+                    [
+                        (b"broken", b"not a package"),
+                        (registry.SERVING_KEY, Roles("broken", None, DEFAULT_ID).encode()),
+                    ],
+                )
+            )
+            time.sleep(SWITCH_S)
+            pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
+            traffic.stop_producing()
+            assert not traffic.wait_classified(timeout=60), "records stopped flowing"
+            listed = deploy(broker.url, "--list")
+            ids = model_ids(kafka, traffic.sent)
+        finally:
+            traffic.close()
+            for w in workers:
+                w.stop()
+
+    sent = traffic.sent
+    assert before and sent[after_deploy:before_rollback] and sent[after_rollback:], (
+        "records flowed throughout"
+    )
+    assert all(ids[key] == {DEFAULT_ID} for key in before)
+    assert all(ids[key] == {SECOND_ID} for key in sent[after_deploy:before_rollback])
+    assert all(ids[key] == {DEFAULT_ID} for key in sent[after_rollback:])
+    assert refused_here.returncode != 0 and "deploy refused" in refused_here.stderr
+    for page in pages:
+        assert page["serving"]["modelId"] == DEFAULT_ID
+        assert page["refused"]["modelId"] == "broken" and page["refused"]["reason"]
+    assert SECOND_ID in listed.stdout and DEFAULT_ID in listed.stdout
