@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from iris_app.broker import free_port, stop_process
 from iris_app.models import FEATURES
@@ -269,6 +270,7 @@ class Traffic:
         self.samples = samples
         self.sent: list[bytes] = []  # keys whose record the broker acknowledged, in order
         self.classified: Counter[bytes] = Counter()  # key -> times seen on iris-classified
+        self._positions: dict[TopicPartition, int] = {}
         self._seen = threading.Condition()
         self._producing, self._reading = threading.Event(), threading.Event()
         self._producing.set()
@@ -312,6 +314,13 @@ class Traffic:
         return left
 
     async def _read(self) -> None:
+        while self._reading.is_set():
+            try:
+                await self._read_classified()
+            except KafkaError:  # the broker is out of reach (an outage under test): again
+                await asyncio.sleep(0.5)
+
+    async def _read_classified(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
         )
@@ -319,16 +328,25 @@ class Traffic:
         try:
             while self._reading.is_set() and "iris-classified" not in await consumer.topics():
                 await asyncio.sleep(0.5)  # the workers create it: there is no event to wait on
-            # Created by the workers, with the default partition count.
-            consumer.assign([TopicPartition("iris-classified", p) for p in range(Settings().partitions)])
+            # Created by the workers, with the default partition count; read on from where it got to.
+            partitions = [TopicPartition("iris-classified", p) for p in range(Settings().partitions)]
+            consumer.assign(partitions)
+            for tp in partitions:
+                consumer.seek(tp, self._positions.get(tp, 0))
             while self._reading.is_set():
                 batches = await consumer.getmany(timeout_ms=200)
                 with self._seen:
-                    for batch in batches.values():
+                    for tp, batch in batches.items():
                         self.classified.update(m.key for m in batch)
+                        self._positions[tp] = batch[-1].offset + 1
                     self._seen.notify_all()
         finally:
             await consumer.stop()
+
+    def wait_count(self, n: int, timeout: float) -> None:
+        """Wait until `n` records came out classified (records flow: a test may go on)."""
+        with self._seen:
+            assert self._seen.wait_for(lambda: len(self.classified) >= n, timeout), "records do not flow"
 
     def missing(self, upto: int | None = None) -> list[bytes]:
         """Keys sent (the first `upto` of them) and not seen classified."""
