@@ -121,3 +121,27 @@ class WindowAccuracy(faust.Record, serializer="json", include_metadata=False):
     correct: int
     total: int
     accuracy: float
+
+
+COUNT_FIELDS = {"species": str, "predictedSpecies": str, "startMs": int, "endMs": int, "count": int}
+
+
+class InvalidCounts(ValueError):
+    """Count rows from another worker that are not what a worker sends."""
+
+
+def count_rows(rows: Any, species: str, predicted: str, window_ms: int) -> list[dict[str, Any]]:
+    """Rows another worker sent for one (species, predictedSpecies), if they are exactly count rows."""
+    if not isinstance(rows, list):
+        raise InvalidCounts(f"counts of {species}/{predicted}: {type(rows).__name__}, not a list")
+    for row in rows:
+        if (
+            not isinstance(row, dict)
+            or row.keys() != COUNT_FIELDS.keys()
+            or not all(type(row[name]) is kind for name, kind in COUNT_FIELDS.items())
+            or (row["species"], row["predictedSpecies"]) != (species, predicted)
+            or row["endMs"] != row["startMs"] + window_ms
+            or row["count"] < 0
+        ):
+            raise InvalidCounts(f"counts of {species}/{predicted}: not a count row: {row!r:.200}")
+    return rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -101,10 +102,14 @@ def label(
 def source_headers(source: Source) -> list[tuple[str, bytes]]:
     """Where a classified record came from: a consumer drops the duplicates of at-least-once by these."""
     return [
-        ("iris-source-topic", source.topic.encode()),
-        ("iris-source-partition", b"%d" % source.partition),
+        *_partition_headers(source.topic, source.partition),
         ("iris-source-offset", b"%d" % source.offset),
     ]
+
+
+@cache
+def _partition_headers(topic: str, partition: int) -> tuple[tuple[str, bytes], ...]:
+    return ("iris-source-topic", topic.encode()), ("iris-source-partition", b"%d" % partition)
 
 
 class Tally(NamedTuple):
@@ -133,13 +138,18 @@ def tally(labelled: Iterable[Labelled], clocks: EventClocks, now_ms: int) -> Tal
             skewed += 1
             continue
         start_ms = window_start(timestamp_ms, clocks.size_ms)
-        partition = str(source.partition)
+        partition = _partition_key(source.partition)
         result.counts[species or UNKNOWN_SPECIES, predicted, start_ms][partition].append(source.offset)
         if species:
             result.labelled[start_ms][partition].append(source.offset)
             if species == predicted:
                 result.correct[start_ms][partition].append(source.offset)
     return result._replace(late=late, skewed=skewed)
+
+
+@cache
+def _partition_key(partition: int) -> str:
+    return str(partition)  # JSON object keys are strings
 
 
 def window_deltas(counted: Tally) -> list[WindowDelta]:

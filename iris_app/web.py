@@ -19,7 +19,7 @@ from yarl import URL
 from . import metrics
 from .application import accuracy_deltas_topic, app, iris_topic, settings, window_deltas_topic
 from .health import Watchdog
-from .models import SPECIES, UNKNOWN_SPECIES
+from .models import SPECIES, UNKNOWN_SPECIES, InvalidCounts, count_rows
 from .tables import ACCURACY_KEY, count_key, window_accuracy, window_counts
 
 WINDOW_MS = settings.window_ms
@@ -90,28 +90,6 @@ def peer_failed(web: View, error: PeerError) -> Response:
     return json_response(web, {"error": str(error)}, 503)
 
 
-COUNT_FIELDS = {"species": str, "predictedSpecies": str, "startMs": int, "endMs": int, "count": int}
-
-
-def checked_counts(rows: Any, species: str, predicted: str) -> list[dict]:
-    """Rows another worker sent for one key, kept only if they are exactly what this worker would send."""
-    if not isinstance(rows, list):
-        raise PeerError(f"/counts/{species}/{predicted}/ answered {type(rows).__name__}, not a list")
-    for row in rows:
-        if (
-            not isinstance(row, dict)
-            or row.keys() != COUNT_FIELDS.keys()
-            or not all(type(row[name]) is kind for name, kind in COUNT_FIELDS.items())
-            or (row["species"], row["predictedSpecies"]) != (species, predicted)
-            or row["endMs"] != row["startMs"] + WINDOW_MS
-            or row["count"] < 0
-        ):
-            raise PeerError(
-                f"/counts/{species}/{predicted}/ answered a row that is not a count: {row!r:.200}"
-            )
-    return rows
-
-
 @app.page("/")
 async def dashboard(web: View, request: Request) -> Response:
     """The live dashboard: the current window's confusion matrix, accuracy over time, records/s."""
@@ -156,8 +134,8 @@ async def all_counts(web: View, request: Request) -> Response:
     async def fetch(species: str, predicted: str, url: URL) -> list[dict]:
         try:
             async with app.http_client.get(url) as response:
-                return checked_counts(orjson.loads(await response.read()), species, predicted)
-        except (aiohttp.ClientError, orjson.JSONDecodeError) as e:
+                return count_rows(orjson.loads(await response.read()), species, predicted, WINDOW_MS)
+        except (aiohttp.ClientError, orjson.JSONDecodeError, InvalidCounts) as e:
             raise PeerError(f"{url} did not answer with counts: {e!r}") from None
 
     try:

@@ -69,6 +69,7 @@ class Message:
     value: bytes | None
     timestamp: int
     partition: int
+    headers: tuple = ()
 
     def json(self) -> dict:
         return orjson.loads(self.value)
@@ -115,7 +116,9 @@ class Kafka:
                     while not done(messages):
                         batches = await consumer.getmany(timeout_ms=500)
                         for batch in batches.values():
-                            messages += [Message(m.key, m.value, m.timestamp, m.partition) for m in batch]
+                            messages += [
+                                Message(m.key, m.value, m.timestamp, m.partition, m.headers) for m in batch
+                            ]
                 return messages
             finally:
                 await consumer.stop()

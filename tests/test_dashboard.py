@@ -63,3 +63,48 @@ def test_the_dashboard_shows_the_current_windows_confusion_matrix(worker, kafka,
     assert len(cells) == 12  # 4 true species (with unknown) x 3 predicted
     assert model.startswith("DeepLearning_")
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
+HOSTILE = '<img src=x onerror="window.injected = true">'
+
+
+def test_the_dashboard_writes_what_it_fetches_as_text_never_as_html(worker):
+    # Answers as a compromised or broken worker could give them, in place of the real pages.
+    counts = [
+        {
+            "species": "setosa",
+            "predictedSpecies": "setosa",
+            "startMs": 60_000,
+            "endMs": 120_000,
+            "count": HOSTILE,
+        },
+        {"species": HOSTILE, "predictedSpecies": HOSTILE, "startMs": 60_000, "endMs": 120_000, "count": 3},
+    ]
+    model = {"serving": {"modelId": HOSTILE}, "shadow": None, "refused": None}
+    accuracy = [{"startMs": 60_000, "endMs": 120_000, "correct": 1, "total": 1, "accuracy": HOSTILE}]
+    answers = {"/counts/": counts, "/model/": model, "/accuracy/": accuracy}
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=DEBIAN_CHROMIUM if DEBIAN_CHROMIUM.exists() else None, args=FLAGS
+        )
+        try:
+            page = browser.new_page()
+            for path, body in answers.items():
+                page.route(
+                    worker.url + path,
+                    lambda route, body=body: route.fulfill(
+                        content_type="application/json", body=orjson.dumps(body)
+                    ),
+                )
+            page.goto(worker.url + "/")
+            page.wait_for_function("document.getElementById('model').textContent.includes('<img')")
+            page.wait_for_function("document.getElementById('refreshed').textContent !== 'never'")
+            images = page.eval_on_selector_all("img", "imgs => imgs.length")
+            injected = page.evaluate("window.injected === true")
+            setosa = page.text_content('td[data-species="setosa"][data-predicted="setosa"]')
+        finally:
+            browser.close()
+
+    assert images == 0 and not injected
+    assert setosa == "–"  # a count that is not a number is shown as a dash

@@ -13,6 +13,7 @@ from pathlib import Path
 from fixtures import REPO, Kafka
 
 from iris_app.broker import free_port
+from iris_app.local import worker_command
 
 LAUNCHER = str(Path(sys.executable).with_name("iris-app-local"))
 
@@ -47,3 +48,9 @@ def test_the_run_command_starts_a_broker_streams_generated_records_and_stops_the
     port = int(url.rsplit(":", 1)[1])
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the broker outlived the worker"
+
+
+def test_the_run_command_serves_the_web_pages_on_loopback_unless_told_otherwise():
+    assert worker_command([])[-2:] == ["--web-bind", "127.0.0.1"]
+    opened = worker_command(["--web-bind", "0.0.0.0"])
+    assert opened.count("--web-bind") == 1 and opened[-1] == "0.0.0.0"

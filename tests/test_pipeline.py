@@ -35,6 +35,12 @@ def test_good_records_come_out_classified_with_exactly_the_spec_keys_and_the_mod
         assert message.json() == {**record, "predictedSpecies": label, "modelId": scorer.model_id}
         assert list(message.json())[-2:] == ["predictedSpecies", "modelId"]
         assert message.timestamp == sent_at + i  # event time is carried to the output
+        source = dict(message.headers)  # where it came from, for consumers that drop duplicates
+        assert (source["iris-source-topic"], source["iris-source-partition"]) == (
+            b"iris",
+            b"%d" % message.partition,
+        )
+        assert int(source["iris-source-offset"]) >= 0
         # In the partition Kafka's default partitioner picks for its key (murmur2, as the Java clients).
         assert message.partition == DefaultPartitioner()(key, partitions, partitions)
     assert set(expected_labels) == {"setosa", "versicolor", "virginica"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iris_app.models import MAX_RECORD_BYTES, InvalidRecord, parse_iris
+from iris_app.models import MAX_RECORD_BYTES, InvalidCounts, InvalidRecord, count_rows, parse_iris
 
 VALID = b'{"sepalLength":6.7,"sepalWidth":3.3,"petalLength":5.7,"petalWidth":2.5,"species":"virginica"}'
 
@@ -60,3 +60,29 @@ def test_each_kind_of_bad_record_gets_its_own_reason(raw, error):
 def test_non_finite_numbers_cannot_reach_the_model():
     # JSON has no NaN or Infinity, and orjson refuses overflowing numbers; -0.0 is a fine zero.
     assert parse_iris(VALID.replace(b"2.5", b"-0.0"))["petalWidth"] == 0
+
+
+def count_row(**fields) -> dict:
+    return {
+        "species": "setosa",
+        "predictedSpecies": "setosa",
+        "startMs": 0,
+        "endMs": 60_000,
+        "count": 3,
+    } | fields
+
+
+def test_count_rows_from_another_worker_are_taken_only_when_they_are_exactly_count_rows():
+    good = [count_row(), count_row(startMs=60_000, endMs=120_000)]
+    assert count_rows(good, "setosa", "setosa", 60_000) == good
+    for bad in (
+        {"not": "a list"},
+        [count_row(count="<img src=x>")],
+        [count_row(species="virginica")],  # another key than asked for
+        [count_row(endMs=1)],
+        [count_row(count=-1)],
+        [{**count_row(), "extra": 1}],
+        ["a string"],
+    ):
+        with pytest.raises(InvalidCounts):
+            count_rows(bad, "setosa", "setosa", 60_000)

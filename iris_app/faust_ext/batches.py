@@ -62,7 +62,10 @@ def acknowledge(events: Iterable[faust.EventT]) -> None:
     would take them as the first run of consecutive offsets, past records not read yet.
     While a rebalance runs (the flow is stopped) nothing is acknowledged, for the same reason.
     """
+    events = list(events)
+    if not events or not events[0].app.flow_control.is_active():
+        return
+    generation = events[0].app.consumer_generation_id
     for event in events:
-        app = event.app
-        if app.flow_control.is_active() and event.message.generation_id == app.consumer_generation_id:
+        if event.message.generation_id == generation:
             event.ack()

@@ -100,8 +100,6 @@ class Consumer(aiokafka.Consumer):
                     deliver = callbacks.get(tp, on_message)
                     acked_topic = acks_enabled_for(tp.topic)
                     for record in records:
-                        if not self._same_assignment(generation):
-                            break
                         offset, last = record.offset, read_offset[tp]
                         if last is not None and offset <= last:
                             continue  # already delivered: Faust drops it too
@@ -126,7 +124,8 @@ class Consumer(aiokafka.Consumer):
                         # The delivery waits while the flow is stopped, so a rebalance may have come
                         # and gone meanwhile: the new assignment has set this partition's read offset
                         # to its committed offset, and the record, of the old generation, is dropped
-                        # by the stream. Marking it read would drop every record up to it.
+                        # by the stream. Marking it read would drop every record up to it; the rest
+                        # of the fetch is dropped too, as Faust drops it.
                         if not self._same_assignment(generation):
                             break
                         read_offset[tp] = offset
