@@ -68,6 +68,15 @@ def test_the_dashboard_shows_the_current_windows_confusion_matrix(worker, kafka,
 HOSTILE = '<img src=x onerror="window.injected = true">'
 
 
+def answer_with(body: object):
+    """A Playwright route handler answering `body` as JSON."""
+
+    def answer(route) -> None:
+        route.fulfill(content_type="application/json", body=orjson.dumps(body))
+
+    return answer
+
+
 def test_the_dashboard_writes_what_it_fetches_as_text_never_as_html(worker):
     # Answers as a compromised or broken worker could give them, in place of the real pages.
     counts = [
@@ -91,12 +100,7 @@ def test_the_dashboard_writes_what_it_fetches_as_text_never_as_html(worker):
         try:
             page = browser.new_page()
             for path, body in answers.items():
-                page.route(
-                    worker.url + path,
-                    lambda route, body=body: route.fulfill(
-                        content_type="application/json", body=orjson.dumps(body)
-                    ),
-                )
+                page.route(worker.url + path, answer_with(body))
             page.goto(worker.url + "/")
             page.wait_for_function("document.getElementById('model').textContent.includes('<img')")
             page.wait_for_function("document.getElementById('refreshed').textContent !== 'never'")

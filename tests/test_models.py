@@ -74,19 +74,21 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
             w.wait_ready()
         traffic = Traffic(broker.url, rate=50, samples=read_samples(REPO / "data" / "iris.csv"))
         try:
-            assert not traffic.wait_classified(timeout=60)
+            traffic.wait_count(100, timeout=60)
             before = list(traffic.sent)
+            assert not traffic.wait_classified(timeout=60)  # all of them, by the model served at start
 
             deployed = deploy(broker.url, str(SECOND))
             assert deployed.returncode == 0, deployed.stderr
             time.sleep(SWITCH_S)  # the switch is promised within this time: what comes after must show it
             after_deploy = len(traffic.sent)
-            assert not traffic.wait_classified(timeout=60)
+            traffic.wait_count(len(traffic.classified) + 100, timeout=60)  # records flow under the new model
             before_rollback = len(traffic.sent)
             rolled_back = deploy(broker.url, "--rollback")
             assert rolled_back.returncode == 0, rolled_back.stderr
             time.sleep(SWITCH_S)
             after_rollback = len(traffic.sent)
+            traffic.wait_count(len(traffic.classified) + 100, timeout=60)
 
             corrupt = tmp_path / "corrupt"
             shutil.copytree(SECOND, corrupt)
