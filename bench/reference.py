@@ -2,7 +2,8 @@
 
 consume `iris` → check → score → produce `iris-classified` (or `iris-dlq`) → count per
 window in a dict → produce the changed counts; commit once a fetch's output is delivered.
-The classified records go out as one record batch per partition, as the app sends them.
+The classified records go out as one record batch per partition, as the app sends them, and
+as the contract has them: with `modelId`, and their source in headers.
 No table, no changelog, no repartition: what a plain loop would do on one process.
 """
 
@@ -57,8 +58,14 @@ async def main() -> None:
                 changed = set()
                 for (m, record), prediction in zip(good, predictions):
                     record["predictedSpecies"] = prediction.label
+                    record["modelId"] = scorer.model_id
                     partition = partitioner(m.key, partitions, partitions)
-                    classified[partition].append((m.key, orjson.dumps(record), m.timestamp))
+                    source = [
+                        ("iris-source-topic", b"iris"),
+                        ("iris-source-partition", b"%d" % m.partition),
+                        ("iris-source-offset", b"%d" % m.offset),
+                    ]
+                    classified[partition].append((m.key, orjson.dumps(record), m.timestamp, source))
                     window = (
                         record.get("species", UNKNOWN_SPECIES),
                         prediction.label,
@@ -68,8 +75,10 @@ async def main() -> None:
                     changed.add(window)
                 for partition, records in classified.items():  # one record batch per partition
                     batch = producer.create_batch()
-                    for key, value, timestamp in records:
-                        while batch.append(key=key, value=value, timestamp=timestamp) is None:
+                    for key, value, timestamp, headers in records:
+                        while (
+                            batch.append(key=key, value=value, timestamp=timestamp, headers=headers) is None
+                        ):
                             delivered.append(
                                 await producer.send_batch(batch, "iris-classified", partition=partition)
                             )

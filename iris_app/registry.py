@@ -122,15 +122,22 @@ def bootstrap_of(servers: list[str]) -> str:
     return ",".join(servers)
 
 
-async def read(servers: list[str], timeout: float = 30.0) -> Registry:
-    """Everything `iris-models` holds now (an empty registry if the topic does not exist)."""
-    consumer = AIOKafkaConsumer(
+def registry_consumer(servers: list[str]) -> AIOKafkaConsumer:
+    """A consumer of no group that reads the topic from its start and takes a model of any allowed size."""
+    return AIOKafkaConsumer(
         bootstrap_servers=bootstrap_of(servers),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
         fetch_max_bytes=MAX_MESSAGE_BYTES,
+        fetch_max_wait_ms=500,
+        metadata_max_age_ms=5000,
     )
+
+
+async def read(servers: list[str], timeout: float = 30.0) -> Registry:
+    """Everything `iris-models` holds now (an empty registry if the topic does not exist)."""
+    consumer = registry_consumer(servers)
     registry = Registry()
     await consumer.start()
     try:
@@ -178,15 +185,7 @@ async def publish(servers: list[str], records: list[tuple[bytes, bytes]]) -> Non
 
 async def follow(servers: list[str], on_change: Callable[[Registry], Awaitable[None]]) -> None:
     """Read `iris-models` from its start for ever; `on_change(registry)` after every fetch that changed it."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_of(servers),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
-        fetch_max_bytes=MAX_MESSAGE_BYTES,
-        fetch_max_wait_ms=500,
-        metadata_max_age_ms=5000,
-    )
+    consumer = registry_consumer(servers)
     registry = Registry()
     await consumer.start()
     try:

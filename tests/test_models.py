@@ -10,7 +10,7 @@ import time
 
 import orjson
 import pytest
-from fixtures import FAUST, REPO, Kafka, Traffic, Worker
+from fixtures import FAUST, REPO, TABLES_MOVE, Kafka, Traffic, Worker
 
 from iris_app import registry
 from iris_app.broker import LocalBroker
@@ -64,11 +64,7 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
 ):
     with LocalBroker() as broker:
         kafka = Kafka(broker.url)
-        env = {
-            "KAFKA_BROKER": broker.url,
-            "IRIS_GENERATOR_INTERVAL": "0",
-            "IRIS_PRODUCER_MAX_BATCH_SIZE": "1",
-        }
+        env = {"KAFKA_BROKER": broker.url, **TABLES_MOVE}
         workers = [Worker(env, tmp_path / f"w{i}") for i in range(2)]
         for w in workers:
             w.wait_ready()

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 import orjson
-from fixtures import MINUTE_MS, REPO, Kafka, Proxy, Traffic, Worker, predicted_labels
+from fixtures import MINUTE_MS, REPO, TABLES_MOVE, Kafka, Proxy, Traffic, Worker, predicted_labels
 
 from iris_app.broker import LocalBroker, free_port
 from iris_app.samples import read_samples
@@ -39,12 +39,7 @@ def test_a_stopped_and_a_killed_worker_lose_no_record_and_every_count_stays_exac
 
     with LocalBroker() as broker:
         kafka = Kafka(broker.url)
-        # Tables move between these workers: tansu needs one record per producer batch (SPEC).
-        env = {
-            "KAFKA_BROKER": broker.url,
-            "IRIS_GENERATOR_INTERVAL": "0",
-            "IRIS_PRODUCER_MAX_BATCH_SIZE": "1",
-        }
+        env = {"KAFKA_BROKER": broker.url, **TABLES_MOVE}
         dirs = [tmp_path / "w0", tmp_path / "w1"]
         workers = [Worker(env, d) for d in dirs]
         try:
@@ -115,7 +110,7 @@ def wait_for_health(worker: Worker, status: int, timeout: float) -> dict:
 
 
 def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_exactly(tmp_path, scorer):
-    env = {"IRIS_GENERATOR_INTERVAL": "0", "IRIS_PRODUCER_MAX_BATCH_SIZE": "1"}  # tables move: tansu (SPEC)
+    env = dict(TABLES_MOVE)
     with LocalBroker() as broker:
         env["KAFKA_BROKER"] = broker.url
         dirs = [tmp_path / "w0", tmp_path / "w1"]

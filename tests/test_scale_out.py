@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from fixtures import MINUTE_MS, Kafka, Worker
+from fixtures import MINUTE_MS, TABLES_MOVE, Kafka, Worker
 
 from iris_app.broker import LocalBroker
 from iris_app.windows import window_start
@@ -24,12 +24,7 @@ RECORDS = [
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kafka, list[Worker]]]:
     with LocalBroker() as broker:
-        # Tables move between these workers: tansu needs one record per producer batch (SPEC).
-        env = {
-            "KAFKA_BROKER": broker.url,
-            "IRIS_GENERATOR_INTERVAL": "0",
-            "IRIS_PRODUCER_MAX_BATCH_SIZE": "1",
-        }
+        env = {"KAFKA_BROKER": broker.url, **TABLES_MOVE}
         workers = [Worker(env, tmp_path_factory.mktemp(f"worker{i}")) for i in range(2)]
         try:
             for worker in workers:
