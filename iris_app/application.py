@@ -13,8 +13,8 @@ from . import registry
 from .faust_ext import IncompatibleVersion, check_versions
 from .faust_ext.schema import raw_schema
 from .faust_ext.transport import App
-from .models import FEATURES, AccuracyDelta, WindowAccuracy, WindowCount, WindowDelta
-from .samples import read_samples
+from .models import AccuracyDelta, WindowAccuracy, WindowCount, WindowDelta
+from .samples import feature_rows
 from .scoring import ModelError
 from .serving import ModelServer
 from .settings import Settings, SettingsError
@@ -62,8 +62,7 @@ class IrisApp(App):
             self.log.warning("Cannot read %s yet (%r): serving %s", registry.TOPIC, e, self.settings.mojo)
             published = registry.Registry()
         try:
-            samples = [[row[name] for name in FEATURES] for row in read_samples()]
-            self.models = ModelServer(self.settings.mojo, Path(self.conf.appdir) / "models", samples)
+            self.models = ModelServer(self.settings.mojo, Path(self.conf.appdir) / "models", feature_rows())
             self.models.start(published)
             for load in self.loaders:
                 load()

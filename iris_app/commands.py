@@ -12,8 +12,7 @@ from faust.cli import AppCommand, argument, option
 
 from . import registry
 from .application import app, settings
-from .models import FEATURES
-from .samples import read_samples
+from .samples import feature_rows
 from .scoring import ModelError, checked_scorer
 from .topology import as_mermaid, as_text, describe
 from .training import TrainingError
@@ -74,8 +73,7 @@ async def deploy(
 
 async def publish_model(folder: Path, *, shadow: bool) -> str:
     """Check a model as a worker would, publish it, and make it serve (or shadow); what was done."""
-    samples = [[row[name] for name in FEATURES] for row in read_samples()]
-    checked_scorer(folder, samples)  # the workers' own check: refuse here what they would refuse
+    checked_scorer(folder, feature_rows())  # the workers' own check: refuse here what they would refuse
     model_id, package = registry.pack(folder)
     published = await registry.read(settings.bootstrap_servers)
     records = [(model_id.encode(), package)]

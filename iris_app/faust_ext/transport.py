@@ -244,6 +244,9 @@ class Producer(aiokafka.Producer):
 
         Partitioned as Faust's sends are (by default aiokafka's murmur2 of the key, as Kafka's Java clients).
         """
+        records = list(records)
+        if not records:  # most batches have no dead letter: no metadata lookup for them
+            return []
         producer = self._ensure_producer()
         partitions = sorted(await producer.partitions_for(topic))
         by_partition: defaultdict[int, list[Output]] = defaultdict(list)
