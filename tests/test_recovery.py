@@ -82,11 +82,21 @@ def test_a_stopped_and_a_killed_worker_lose_no_record_and_every_count_stays_exac
             def latest(messages):
                 return {tuple(orjson.loads(m.key)): m.json()["count"] for m in messages}
 
-            counts = kafka.read_until(
-                "iris-classified-window-counts",
-                lambda ms: all(latest(ms).get(k, 0) >= n for k, n in truth.items()),
-                timeout=180,
-            )
+            try:
+                counts = kafka.read_until(
+                    "iris-classified-window-counts",
+                    lambda ms: all(latest(ms).get(k, 0) >= n for k, n in truth.items()),
+                    timeout=180,
+                )
+            except AssertionError as slow_or_short:  # say which: a count still short, or a slow worker
+                until = time.monotonic() + 10  # everything the topic holds, read for 10 s
+                now = latest(
+                    kafka.read_until("iris-classified-window-counts", lambda _: time.monotonic() > until)
+                )
+                short = {k: (now.get(k, 0), n) for k, n in truth.items() if now.get(k, 0) < n}
+                raise AssertionError(
+                    f"{slow_or_short}; (count, truth) of the short windows: {short}"
+                ) from None
         finally:
             for w in workers:
                 w.stop()
