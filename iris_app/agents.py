@@ -117,6 +117,12 @@ async def classify(stream: faust.StreamT) -> None:
         await delivery.settle()
 
 
+# REPLAYED_WRITES: a delta is only replayed after a worker stopped or lost its partition. One
+# killed after its RocksDB store took a new value (Faust writes it at once) but before the
+# changelog record and the published count were delivered restarts with that value: the replay
+# then adds nothing, yet writing and publishing it again is what gets them out. Both are idempotent.
+
+
 @app.agent(window_deltas_topic)
 async def count(deltas: faust.StreamT[WindowDelta]) -> None:
     """Add each delta to its window's count, once however often replayed, and publish the new count."""
@@ -126,8 +132,8 @@ async def count(deltas: faust.StreamT[WindowDelta]) -> None:
         key = count_key(delta.species, delta.predictedSpecies)
         if window_counts.table.expired(event.message.partition, delta.startMs):
             metrics.expired_deltas.inc()  # its window is gone: counting it would start it again at zero
-        elif (value := steps.add_count(before := window_counts[key].value(), delta)) != before:
-            window_counts[key] = value
+        else:  # written and published even when a replay adds nothing (REPLAYED_WRITES)
+            window_counts[key] = value = steps.add_count(window_counts[key].value(), delta)
             out_key, out = steps.window_count(delta, value["count"], WINDOW_MS)
             delivery.add(
                 await window_counts_topic.send(key=out_key, value=out), *window_counts.table.take_writes()
@@ -143,8 +149,10 @@ async def score_accuracy(deltas: faust.StreamT[AccuracyDelta]) -> None:
         delta: AccuracyDelta = event.value
         if window_accuracy.table.expired(event.message.partition, delta.startMs):
             metrics.expired_deltas.inc()
-        elif (value := steps.add_accuracy(before := window_accuracy[ACCURACY_KEY].value(), delta)) != before:
-            window_accuracy[ACCURACY_KEY] = value
+        else:  # (REPLAYED_WRITES)
+            window_accuracy[ACCURACY_KEY] = value = steps.add_accuracy(
+                window_accuracy[ACCURACY_KEY].value(), delta
+            )
             metrics.window_accuracy.set(value["correct"] / value["total"])
             out_key, out = steps.window_accuracy(delta.startMs, value["correct"], value["total"], WINDOW_MS)
             delivery.add(

@@ -79,31 +79,13 @@ def test_a_stopped_and_a_killed_worker_lose_no_record_and_every_count_stays_exac
                     f"{missing}\n--- worker 0:\n{tails[0]}\n--- worker 1:\n{tails[1]}"
                 ) from None
 
-            def latest(messages):
-                return {tuple(orjson.loads(m.key)): m.json()["count"] for m in messages}
-
-            try:
-                counts = kafka.read_until(
-                    "iris-classified-window-counts",
-                    lambda ms: all(latest(ms).get(k, 0) >= n for k, n in truth.items()),
-                    timeout=180,
-                )
-            except AssertionError as slow_or_short:  # say which: a count still short, or a slow worker
-                until = time.monotonic() + 10  # everything the topic holds, read for 10 s
-                now = latest(
-                    kafka.read_until("iris-classified-window-counts", lambda _: time.monotonic() > until)
-                )
-                short = {k: (now.get(k, 0), n) for k, n in truth.items() if now.get(k, 0) < n}
-                raise AssertionError(
-                    f"{slow_or_short}; (count, truth) of the short windows: {short}"
-                ) from None
+            counted = counts_reaching(kafka, truth, timeout=180)
         finally:
             for w in workers:
                 w.stop()
 
     expected = {key: label for (key, _, _), label in zip(records, labels)}
     assert all(expected[m.key] == m.json()["predictedSpecies"] for m in classified)  # nothing misplaced
-    counted = latest(counts)
     assert counted == dict(truth)  # replayed records were classified again, and counted once
     print(f"\nreplayed after the stop and the kill: {len(classified) - 1500} records classified twice")
 
@@ -155,11 +137,7 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
                     predicted_labels(scorer, [inputs[key].json() for key in traffic.sent]),
                 )
             )
-            counts = Kafka(broker.url).read_until(
-                "iris-classified-window-counts",
-                lambda ms: all(latest_counts(ms).get(k, 0) >= n for k, n in truth.items()),
-                timeout=120,
-            )
+            counted = counts_reaching(Kafka(broker.url), truth, timeout=120)
         finally:
             traffic.close()
             for w in workers:
@@ -167,12 +145,29 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
     assert len(traffic.sent) > 1000
     assert not missing, f"{len(missing)} of {len(traffic.sent)} records never classified, e.g. {missing[:5]}"
     assert health == [200, 200]
-    assert latest_counts(counts) == dict(truth)
+    assert counted == dict(truth)
 
 
-def latest_counts(messages) -> dict[tuple, int]:
-    """The latest count of each (species, predictedSpecies, startMs): what the compacted topic keeps."""
-    return {tuple(orjson.loads(m.key)): m.json()["count"] for m in messages}
+def counts_reaching(kafka: Kafka, truth: Counter, timeout: float) -> dict[tuple, int]:
+    """The latest published count of each (species, predictedSpecies, startMs), read until every window
+    of `truth` has reached its count; if one never does, which windows are short, and by how much."""
+
+    def latest(messages) -> dict[tuple, int]:
+        return {tuple(orjson.loads(m.key)): m.json()["count"] for m in messages}
+
+    try:
+        return latest(
+            kafka.read_until(
+                "iris-classified-window-counts",
+                lambda ms: all(latest(ms).get(k, 0) >= n for k, n in truth.items()),
+                timeout=timeout,
+            )
+        )
+    except AssertionError as slow_or_short:  # say which: a count still short, or a slow worker
+        until = time.monotonic() + 10  # everything the topic holds, read for 10 s
+        now = latest(kafka.read_until("iris-classified-window-counts", lambda _: time.monotonic() > until))
+        short = {k: (now.get(k, 0), n) for k, n in truth.items() if now.get(k, 0) < n}
+        raise AssertionError(f"{slow_or_short}; (count, truth) of the short windows: {short}") from None
 
 
 def test_a_worker_cut_off_from_the_broker_says_so_and_afterwards_classifies_every_record(tmp_path):
