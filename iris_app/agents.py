@@ -73,15 +73,19 @@ class Scored(NamedTuple):
     checked: steps.Checked
     predictions: list[Prediction | Failure]
     model_id: str
+    shadow: steps.Shadow | None  # the shadow model's predictions, while one is set
 
 
 async def check_and_score(events: list[faust.EventT]) -> Scored:
-    """Check a batch of input records (SPEC) and score the valid ones on the scorer's thread."""
+    """Check a batch of input records (SPEC) and score the valid ones on the scorer's thread, with the
+    serving model and, while one is set, the shadow model."""
     checked = steps.check(event.message for event in events)
-    scorer = app.models.scorer  # one model for the whole batch: a switch happens between batches
+    serving, shadow = app.models.scorers()  # one pair for the whole batch: a switch happens between batches
+    rows = steps.feature_rows(checked.valid)
     with metrics.scoring_seconds.time():
-        predictions = await scorer.predict_aside(steps.feature_rows(checked.valid))
-    return Scored(events, checked, predictions, scorer.model_id)
+        predictions = await serving.predict_aside(rows)
+        shadowed = steps.Shadow(shadow.model_id, await shadow.predict_aside(rows)) if shadow else None
+    return Scored(events, checked, predictions, serving.model_id, shadowed)
 
 
 clocks = EventClocks(WINDOW_MS, settings.window_grace_seconds * 1000, settings.max_clock_skew_seconds * 1000)
@@ -94,9 +98,15 @@ async def classify(stream: faust.StreamT) -> None:
     The next batch is checked and scored (on the scorer's thread) while this one is forwarded.
     """
     scored: AsyncIterator[Scored] = ahead(batches(stream, BATCH_SIZE, within=BATCH_WITHIN), check_and_score)
-    async for events, checked, predictions, model_id in scored:
-        classified = steps.label(checked.valid, predictions, model_id)
-        counted = steps.tally(classified.labelled, clocks, now_ms=int(time.time() * 1000))
+    async for events, checked, predictions, model_id, shadow in scored:
+        classified = steps.label(checked.valid, predictions, model_id, shadow)
+        counted = steps.tally(
+            classified.labelled,
+            clocks,
+            now_ms=int(time.time() * 1000),
+            serving=model_id,
+            shadow=shadow and shadow.model_id,
+        )
         rejected = [*checked.invalid, *classified.failed]
         letters = [steps.dead_letter(source, error) for source, error in rejected]
 
@@ -112,7 +122,7 @@ async def classify(stream: faust.StreamT) -> None:
         for delta in steps.accuracy_deltas(counted):
             delivery.add(await accuracy_deltas_topic.send(key=ACCURACY_KEY, value=delta))
         metrics.observe_batch(
-            model_id, len(classified.outputs), [error.reason for _, error in rejected], counted
+            len(classified.outputs), [error.reason for _, error in rejected], counted, shadow
         )
         await delivery.settle()
 
@@ -143,7 +153,7 @@ async def count(deltas: faust.StreamT[WindowDelta]) -> None:
 
 @app.agent(accuracy_deltas_topic)
 async def score_accuracy(deltas: faust.StreamT[AccuracyDelta]) -> None:
-    """Add each delta to its window's tally, once however often replayed, and publish its accuracy."""
+    """Add each delta to its window's tallies, once however often replayed; publish each model's accuracy."""
     delivery = Delivery()
     async for event in deltas.noack().events():
         delta: AccuracyDelta = event.value
@@ -153,9 +163,8 @@ async def score_accuracy(deltas: faust.StreamT[AccuracyDelta]) -> None:
             window_accuracy[ACCURACY_KEY] = value = steps.add_accuracy(
                 window_accuracy[ACCURACY_KEY].value(), delta
             )
-            metrics.window_accuracy.set(value["correct"] / value["total"])
-            out_key, out = steps.window_accuracy(delta.startMs, value["correct"], value["total"], WINDOW_MS)
-            delivery.add(
-                await window_accuracy_topic.send(key=out_key, value=out), *window_accuracy.table.take_writes()
-            )
+            metrics.observe_accuracy(value)
+            for out_key, out in steps.window_accuracies(delta.startMs, value, WINDOW_MS):
+                delivery.add(await window_accuracy_topic.send(key=out_key, value=out))
+            delivery.add(*window_accuracy.table.take_writes())
         await delivery.settle_when_idle(event, deltas.channel.queue)

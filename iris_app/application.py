@@ -13,7 +13,7 @@ from . import registry
 from .faust_ext import IncompatibleVersion, check_versions
 from .faust_ext.schema import raw_schema
 from .faust_ext.transport import App
-from .models import AccuracyDelta, WindowAccuracy, WindowCount, WindowDelta
+from .models import AccuracyDelta, WindowCount, WindowDelta
 from .samples import feature_rows
 from .scoring import ModelError
 from .serving import ModelServer
@@ -109,4 +109,6 @@ dlq_topic = declare("iris-dlq", **RAW)
 window_deltas_topic = declare("iris-window-deltas", value_type=WindowDelta, **REPARTITION)
 accuracy_deltas_topic = declare("iris-accuracy-deltas", value_type=AccuracyDelta, **REPARTITION)
 window_counts_topic = declare("iris-classified-window-counts", value_type=WindowCount, **COMPACTED)
-window_accuracy_topic = declare("iris-classified-window-accuracy", value_type=WindowAccuracy, **COMPACTED)
+window_accuracy_topic = declare(
+    "iris-classified-window-accuracy", **COMPACTED, value_type=bytes, value_serializer="raw"
+)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from .steps import Tally
+    from .steps import Shadow, Tally
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ partition_stalled = Gauge(
 )
 window_accuracy = Gauge(
     "iris_window_accuracy",
-    "Accuracy of the newest window updated on this worker (the worker owning the accuracy table)",
+    "Accuracy of the newest window updated on this worker (the worker owning the accuracy table), by model",
+    ["model_id", "role"],
     registry=registry,
 )
 
@@ -79,10 +80,13 @@ class Skew:
     logged_at = 0.0
 
 
-def observe_batch(model_id: str, classified_n: int, rejected: Iterable[str], counted: Tally) -> None:
+def observe_batch(
+    classified_n: int, rejected: Iterable[str], counted: Tally, shadow: Shadow | None = None
+) -> None:
     """Count a classify batch's outcome; say in the log (at most once a minute) when timestamps are off."""
     classified.inc(classified_n)
-    records_scored.labels(model_id).inc(classified_n)
+    for model_id, role in counted.roles.items():
+        records_scored.labels(model_id).inc(classified_n if role == "serving" else len(shadow.predictions))
     for reason in rejected:
         dead_lettered.labels(reason).inc()
     late.inc(counted.late)
@@ -95,3 +99,10 @@ def observe_batch(model_id: str, classified_n: int, rejected: Iterable[str], cou
                 " were classified but not counted (iris_records_skewed_total counts them all)",
                 counted.skewed,
             )
+
+
+def observe_accuracy(value: dict) -> None:
+    """The accuracy of each model in the window just updated (a model with no labelled record yet: none)."""
+    for model_id, tallies in value["models"].items():
+        if tallies["total"]:
+            window_accuracy.labels(model_id, tallies["role"]).set(tallies["correct"] / tallies["total"])

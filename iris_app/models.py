@@ -106,21 +106,14 @@ class WindowCount(faust.Record, serializer="json", include_metadata=False):
 
 
 class AccuracyDelta(faust.Record, serializer="json", include_metadata=False):
-    """The labelled records of one window a batch adds, and those predicted right, by their input offsets."""
+    """What a batch adds to one window's accuracy, by input offsets: per model (the serving one, and
+    the shadow while one is set) its role and its labelled records and those it predicted right;
+    and the records both models scored (`compared`), and those they agreed on."""
 
     startMs: int  # noqa: N815
-    labelled: dict  # Offsets
-    correct: dict  # Offsets
-
-
-class WindowAccuracy(faust.Record, serializer="json", include_metadata=False):
-    """A window's accuracy after an update: one message on iris-classified-window-accuracy."""
-
-    startMs: int  # noqa: N815
-    endMs: int  # noqa: N815
-    correct: int
-    total: int
-    accuracy: float
+    models: dict  # modelId -> {"role": "serving" | "shadow", "labelled": Offsets, "correct": Offsets}
+    compared: dict  # Offsets
+    agreed: dict  # Offsets
 
 
 COUNT_FIELDS = {"species": str, "predictedSpecies": str, "startMs": int, "endMs": int, "count": int}

@@ -1,11 +1,12 @@
-"""Which model a worker scores with, and the switch to another while it runs, between two batches.
+"""Which models a worker scores with, and the switch to others while it runs, between two batches.
 
-At start the worker serves what `iris-models` says serves, else IRIS_MOJO. A
-deploy, promote or rollback read from the topic is loaded and checked on a
-thread of its own (scoring.checked_scorer); if it passes, the next batch is
-scored with it (a reference swapped between batches: no record is lost or
-scored twice by the switch); if not, the current model keeps serving and the
-refusal is logged, shown at /model/ and counted.
+At start the worker serves what `iris-models` says serves, else IRIS_MOJO, and
+scores with the shadow model it names too. A deploy, shadow, promote or
+rollback read from the topic is loaded and checked on a thread of its own
+(scoring.checked_scorer); if it passes, the next batch is scored with it (a
+pair of references swapped between batches: no record is lost or scored twice
+by the switch); if not, the current models go on and the refusal is logged,
+shown at /model/ and counted.
 """
 
 from __future__ import annotations
@@ -38,42 +39,59 @@ class ModelServer:
         self.fallback = fallback
         self.store = store  # where published models are unpacked
         self.samples = samples
-        self.scorer: Scorer | None = None
+        self.scorer: Scorer | None = None  # the serving model
+        self.shadow: Scorer | None = None
         self.refused: dict[str, Any] | None = None
         self._loader: ThreadPoolExecutor | None = None
+
+    def scorers(self) -> tuple[Scorer, Scorer | None]:
+        """The serving model and the shadow (None while there is none), as one pair for a batch."""
+        return self.scorer, self.shadow
 
     def start(self, published: registry.Registry) -> None:
         """Serve the published serving model, or IRIS_MOJO; a ModelError if neither can serve."""
         self._serve(checked_scorer(self.fallback, self.samples))
-        model_id = published.roles.serving
-        if model_id is not None and model_id != self.scorer.model_id:
-            try:
-                self._serve(self._load(model_id, published.models.get(model_id)))
-            except ModelError as e:
-                self._refuse(model_id, str(e))
+        roles = published.roles
+        for role, model_id in (("serving", roles.serving), ("shadow", roles.shadow)):
+            if model_id is not None and model_id not in self._ids():
+                try:
+                    self._take(role, self._load(model_id, published.models.get(model_id)))
+                except ModelError as e:
+                    self._refuse(model_id, role, str(e))
 
     async def on_change(self, published: registry.Registry) -> None:
-        """Follow the registry: switch to its serving model when it is another one and passes the check."""
-        model_id = published.roles.serving
-        if model_id is None or model_id == self.scorer.model_id:
-            return
-        if self.refused is not None and self.refused["modelId"] == model_id:
-            return  # refused already: keep serving, say it once
-        loop = asyncio.get_running_loop()
+        """Follow the registry: switch serving and shadow models when they change and pass the check."""
+        roles = published.roles
+        for role, model_id in (("serving", roles.serving), ("shadow", roles.shadow)):
+            current = self.scorer if role == "serving" else self.shadow
+            if model_id is None or (current is not None and current.model_id == model_id):
+                continue
+            if self.refused is not None and self.refused["modelId"] == model_id:
+                continue  # refused already: keep going, say it once
+            try:
+                scorer = self._known(model_id) or await self._load_aside(
+                    model_id, published.models.get(model_id)
+                )
+            except ModelError as e:
+                self._refuse(model_id, role, str(e))
+                continue
+            self._take(role, scorer)
+        if self.shadow is not None and (roles.shadow is None or self.shadow.model_id == self.scorer.model_id):
+            self._take("shadow", None)  # withdrawn, or promoted: it serves now
+
+    def _ids(self) -> set[str]:
+        return {scorer.model_id for scorer in self.scorers() if scorer is not None}
+
+    def _known(self, model_id: str) -> Scorer | None:
+        """A model this worker scores with already (a promoted shadow, say): no second load."""
+        return next((s for s in self.scorers() if s is not None and s.model_id == model_id), None)
+
+    async def _load_aside(self, model_id: str, package: bytes | None) -> Scorer:
         if self._loader is None:
             self._loader = ThreadPoolExecutor(
                 1, "model-loader", initializer=jpype.java.lang.Thread.attachAsDaemon
             )
-        try:
-            scorer = await loop.run_in_executor(
-                self._loader, self._load, model_id, published.models.get(model_id)
-            )
-        except ModelError as e:
-            self._refuse(model_id, str(e))
-            return
-        previous = self.scorer.model_id
-        self._serve(scorer)
-        log.info("Serving %s (was %s)", model_id, previous)
+        return await asyncio.get_running_loop().run_in_executor(self._loader, self._load, model_id, package)
 
     def _load(self, model_id: str, package: bytes | None) -> Scorer:
         if package is None:
@@ -87,23 +105,40 @@ class ModelServer:
         return scorer
 
     def _serve(self, scorer: Scorer) -> None:
-        if self.scorer is not None:
-            metrics.model_info.remove(self.scorer.model_id, "serving")
-        self.scorer = scorer
-        self.refused = None
-        metrics.model_info.labels(scorer.model_id, "serving").set(1)
+        self._take("serving", scorer)
 
-    def _refuse(self, model_id: str, reason: str) -> None:
+    def _take(self, role: str, scorer: Scorer | None) -> None:
+        """Score with `scorer` in `role` from the next batch on (a shadow of None: no shadow)."""
+        current = self.scorer if role == "serving" else self.shadow
+        if current is not None:
+            metrics.model_info.remove(current.model_id, role)
+            if scorer is not None:
+                log.info("%s model: %s (was %s)", role.capitalize(), scorer.model_id, current.model_id)
+            else:
+                log.info("No shadow model (was %s)", current.model_id)
+        if role == "serving":
+            self.scorer = scorer
+        else:
+            self.shadow = scorer
+        if scorer is not None:
+            self.refused = None
+            metrics.model_info.labels(scorer.model_id, role).set(1)
+
+    def _refuse(self, model_id: str, role: str, reason: str) -> None:
         self.refused = {
             "modelId": model_id,
+            "role": role,
             "reason": reason,
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         metrics.models_refused.labels(model_id).inc()
-        log.error("Refused model %s, still serving %s: %s", model_id, self.scorer.model_id, reason)
+        log.error(
+            "Refused model %s as %s, still serving %s: %s", model_id, role, self.scorer.model_id, reason
+        )
 
     def describe(self) -> bytes:
-        """What /model/ answers: the serving model's card, the shadow's (none yet), the last refusal."""
+        """What /model/ answers: the serving and the shadow model's cards (null: none), the last refusal."""
+        shadow = orjson.Fragment(self.shadow.card) if self.shadow is not None else None
         return orjson.dumps(
-            {"serving": orjson.Fragment(self.scorer.card), "shadow": None, "refused": self.refused}
+            {"serving": orjson.Fragment(self.scorer.card), "shadow": shadow, "refused": self.refused}
         )

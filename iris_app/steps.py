@@ -21,7 +21,6 @@ from .models import (
     InvalidRecord,
     Offsets,
     Output,
-    WindowAccuracy,
     WindowCount,
     WindowDelta,
     parse_iris,
@@ -72,6 +71,7 @@ class Labelled(NamedTuple):
     source: Source
     species: str | None  # the true label, when the record has one
     predicted: str
+    shadow_predicted: str | None = None  # the shadow model's label, while one is set and scored the row
 
 
 class Classified(NamedTuple):
@@ -80,13 +80,28 @@ class Classified(NamedTuple):
     failed: list[tuple[Source, InvalidRecord]]  # rows the model could not score
 
 
+class Shadow(NamedTuple):
+    """A shadow model's predictions for the rows the serving model scored: compared, never forwarded."""
+
+    model_id: str
+    predictions: Sequence[Prediction | Failure]
+
+
 def label(
-    valid: Sequence[tuple[Source, dict[str, Any]]], predictions: Sequence[Prediction | Failure], model_id: str
+    valid: Sequence[tuple[Source, dict[str, Any]]],
+    predictions: Sequence[Prediction | Failure],
+    model_id: str,
+    shadow: Shadow | None = None,
 ) -> Classified:
     """Each scored record with its `predictedSpecies` and the `modelId` that scored it (SPEC), its source
-    in headers."""
+    in headers; a row the shadow failed on is only not compared."""
     outputs, labelled, failed = [], [], []
-    for (source, record), prediction in zip(valid, predictions, strict=True):
+    shadow_labels = (
+        [p.label if isinstance(p, Prediction) else None for p in shadow.predictions]
+        if shadow
+        else [None] * len(valid)
+    )
+    for (source, record), prediction, shadow_label in zip(valid, predictions, shadow_labels, strict=True):
         if isinstance(prediction, Failure):
             failed.append((source, InvalidRecord("model", f"model: {prediction.error}")))
             continue
@@ -95,7 +110,7 @@ def label(
         outputs.append(
             Output(source.key, orjson.dumps(record), round(source.timestamp * 1000), source_headers(source))
         )
-        labelled.append(Labelled(source, record.get("species"), prediction.label))
+        labelled.append(Labelled(source, record.get("species"), prediction.label, shadow_label))
     return Classified(outputs, labelled, failed)
 
 
@@ -114,8 +129,11 @@ def _partition_headers(topic: str, partition: int) -> tuple[tuple[str, bytes], .
 
 class Tally(NamedTuple):
     counts: defaultdict[tuple[str, str, int], Offsets]  # (species, predictedSpecies, startMs) -> records
-    labelled: defaultdict[int, Offsets]  # startMs -> labelled records
-    correct: defaultdict[int, Offsets]  # startMs -> labelled records predicted right
+    labelled: defaultdict[tuple[int, str], Offsets]  # (startMs, modelId) -> labelled records
+    correct: defaultdict[tuple[int, str], Offsets]  # (startMs, modelId) -> labelled records predicted right
+    compared: defaultdict[int, Offsets]  # startMs -> records both the serving and the shadow model scored
+    agreed: defaultdict[int, Offsets]  # startMs -> compared records both models gave the same label
+    roles: dict[str, str]  # modelId -> "serving" or "shadow"
     late: int
     skewed: int
 
@@ -124,11 +142,15 @@ def offsets() -> defaultdict[str, list[int]]:
     return defaultdict(list)
 
 
-def tally(labelled: Iterable[Labelled], clocks: EventClocks, now_ms: int) -> Tally:
+def tally(
+    labelled: Iterable[Labelled], clocks: EventClocks, now_ms: int, serving: str, shadow: str | None = None
+) -> Tally:
     """Add up a batch per window, naming each record by its input offset: what the counting agents receive."""
-    result = Tally(defaultdict(offsets), defaultdict(offsets), defaultdict(offsets), 0, 0)
+    roles = {serving: "serving"} | ({shadow: "shadow"} if shadow else {})
+    result = Tally(*(defaultdict(offsets) for _ in range(5)), roles, 0, 0)
+    counts, labelled_by, correct_by, compared, agreed = result[:5]
     late = skewed = 0
-    for source, species, predicted in labelled:
+    for source, species, predicted, shadow_predicted in labelled:
         timestamp_ms = round(source.timestamp * 1000)
         verdict = clocks.judge(source.partition, timestamp_ms, now_ms)
         if verdict is Verdict.LATE:
@@ -138,12 +160,20 @@ def tally(labelled: Iterable[Labelled], clocks: EventClocks, now_ms: int) -> Tal
             skewed += 1
             continue
         start_ms = window_start(timestamp_ms, clocks.size_ms)
-        partition = _partition_key(source.partition)
-        result.counts[species or UNKNOWN_SPECIES, predicted, start_ms][partition].append(source.offset)
+        partition, offset = _partition_key(source.partition), source.offset
+        counts[species or UNKNOWN_SPECIES, predicted, start_ms][partition].append(offset)
         if species:
-            result.labelled[start_ms][partition].append(source.offset)
+            labelled_by[start_ms, serving][partition].append(offset)
             if species == predicted:
-                result.correct[start_ms][partition].append(source.offset)
+                correct_by[start_ms, serving][partition].append(offset)
+        if shadow_predicted is not None:
+            compared[start_ms][partition].append(offset)
+            if shadow_predicted == predicted:
+                agreed[start_ms][partition].append(offset)
+            if species:
+                labelled_by[start_ms, shadow][partition].append(offset)
+                if species == shadow_predicted:
+                    correct_by[start_ms, shadow][partition].append(offset)
     return result._replace(late=late, skewed=skewed)
 
 
@@ -160,11 +190,24 @@ def window_deltas(counted: Tally) -> list[WindowDelta]:
 
 
 def accuracy_deltas(counted: Tally) -> list[AccuracyDelta]:
+    """One delta per window with labelled or compared records: each model's part, and the comparison."""
+    windows = {start_ms for start_ms, _ in counted.labelled} | counted.compared.keys()
     return [
         AccuracyDelta(
-            startMs=start_ms, labelled=dict(labelled), correct=dict(counted.correct.get(start_ms, {}))
+            startMs=start_ms,
+            models={
+                model_id: {
+                    "role": role,
+                    "labelled": dict(counted.labelled.get((start_ms, model_id), {})),
+                    "correct": dict(counted.correct.get((start_ms, model_id), {})),
+                }
+                for model_id, role in counted.roles.items()
+                if (start_ms, model_id) in counted.labelled or start_ms in counted.compared
+            },
+            compared=dict(counted.compared.get(start_ms, {})),
+            agreed=dict(counted.agreed.get(start_ms, {})),
         )
-        for start_ms, labelled in counted.labelled.items()
+        for start_ms in sorted(windows)
     ]
 
 
@@ -174,37 +217,52 @@ def accuracy_deltas(counted: Tally) -> list[AccuracyDelta]:
 # agent in offset order (a batch's outputs are delivered before the next batch is sent, and a new
 # owner of a partition starts from its committed offset, after every delta its records caused), so
 # a record at or below the mark has been counted, and a replay of it is recognised and skipped.
+# A delta's lists all come from one batch, so they share the marks of the value they add to.
 
 
-def unseen(seen: dict[str, int], offsets: Offsets) -> tuple[dict[str, int], dict[str, set[int]]]:
-    """The offsets above the marks of `seen`, by partition, and the marks moved past them."""
-    marks, fresh = dict(seen), {}
-    for partition, listed in offsets.items():
-        mark = seen.get(partition, -1)
-        fresh[partition] = {offset for offset in listed if offset > mark}
-        if listed:
-            marks[partition] = max(mark, *listed)
-    return marks, fresh
+def above(seen: dict[str, int], offsets: Offsets) -> int:
+    """How many of `offsets` lie above the marks of `seen`: the records not counted yet."""
+    return sum(
+        len(listed) if (mark := seen.get(partition, -1)) < min(listed) else sum(o > mark for o in listed)
+        for partition, listed in offsets.items()
+        if listed
+    )
+
+
+def marks_after(seen: dict[str, int], *offsets: Offsets) -> dict[str, int]:
+    """The marks of `seen` moved past every offset of `offsets`."""
+    marks = dict(seen)
+    for each in offsets:
+        for partition, listed in each.items():
+            if listed:
+                marks[partition] = max(marks.get(partition, -1), *listed)
+    return marks
 
 
 def add_count(value: dict[str, Any] | None, delta: WindowDelta) -> dict[str, Any]:
     """A window count (`{"count", "seen"}`) after a delta, each record counted once however often replayed."""
     value = value or {"count": 0, "seen": {}}
-    seen, fresh = unseen(value["seen"], delta.offsets)
-    return {"count": value["count"] + sum(map(len, fresh.values())), "seen": seen}
+    seen = value["seen"]
+    return {"count": value["count"] + above(seen, delta.offsets), "seen": marks_after(seen, delta.offsets)}
 
 
 def add_accuracy(value: dict[str, Any] | None, delta: AccuracyDelta) -> dict[str, Any]:
-    """A window's accuracy tally (`{"correct", "total", "seen"}`) after a delta, each record once."""
-    value = value or {"correct": 0, "total": 0, "seen": {}}
-    seen, fresh = unseen(value["seen"], delta.labelled)
-    correct = sum(
-        len(offsets & set(delta.correct.get(partition, ()))) for partition, offsets in fresh.items()
-    )
+    """A window's accuracy tallies (`{"models": {modelId: {"role", "correct", "total"}}, "compared", "agreed",
+    "seen"}`) after a delta, each record once however often replayed."""
+    value = value or {"models": {}, "compared": 0, "agreed": 0, "seen": {}}
+    seen, models = value["seen"], dict(value["models"])
+    for model_id, part in delta.models.items():
+        before = models.get(model_id, {"correct": 0, "total": 0})
+        models[model_id] = {
+            "role": part["role"],
+            "correct": before["correct"] + above(seen, part["correct"]),
+            "total": before["total"] + above(seen, part["labelled"]),
+        }
     return {
-        "correct": value["correct"] + correct,
-        "total": value["total"] + sum(map(len, fresh.values())),
-        "seen": seen,
+        "models": models,
+        "compared": value["compared"] + above(seen, delta.compared),
+        "agreed": value["agreed"] + above(seen, delta.agreed),
+        "seen": marks_after(seen, delta.compared, *(part["labelled"] for part in delta.models.values())),
     }
 
 
@@ -219,11 +277,25 @@ def window_count(delta: WindowDelta, count: int, window_ms: int) -> tuple[bytes,
     )
 
 
-def window_accuracy(start_ms: int, correct: int, total: int, window_ms: int) -> tuple[bytes, WindowAccuracy]:
-    """The key and message of a window's accuracy after an update."""
-    return str(start_ms).encode(), WindowAccuracy(
-        startMs=start_ms, endMs=start_ms + window_ms, correct=correct, total=total, accuracy=correct / total
-    )
+def window_accuracies(start_ms: int, value: dict[str, Any], window_ms: int) -> list[tuple[bytes, bytes]]:
+    """The keys and messages of a window's accuracy after an update, one per model (SPEC): `accuracy` is
+    null while the window has no labelled record; `agreement` comes while a shadow model is compared."""
+    outputs = []
+    for model_id, tallies in value["models"].items():
+        correct, total = tallies["correct"], tallies["total"]
+        message = {
+            "startMs": start_ms,
+            "endMs": start_ms + window_ms,
+            "modelId": model_id,
+            "role": tallies["role"],
+            "correct": correct,
+            "total": total,
+            "accuracy": correct / total if total else None,
+        }
+        if value["compared"]:
+            message["agreement"] = value["agreed"] / value["compared"]
+        outputs.append((orjson.dumps([start_ms, model_id]), orjson.dumps(message)))
+    return outputs
 
 
 def dead_letter(source: Source, error: InvalidRecord) -> Output:

@@ -16,7 +16,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
-from . import metrics
+from . import metrics, steps
 from .application import accuracy_deltas_topic, app, iris_topic, settings, window_deltas_topic
 from .health import Watchdog
 from .models import SPECIES, UNKNOWN_SPECIES, InvalidCounts, count_rows
@@ -152,18 +152,14 @@ async def all_counts(web: View, request: Request) -> Response:
 
 @app.page("/accuracy/")
 async def accuracy(web: View, request: Request) -> Response:
-    """Accuracy per window over the labelled records, newest first."""
+    """Each model's accuracy per window over the labelled records (and, with a shadow, the two models'
+    agreement), newest first: the messages of iris-classified-window-accuracy."""
 
     def local() -> list[dict]:
         return [
-            {
-                "startMs": start,
-                "endMs": start + WINDOW_MS,
-                "correct": value["correct"],
-                "total": value["total"],
-                "accuracy": value["correct"] / value["total"],
-            }
+            orjson.loads(message)
             for start, value in local_windows(window_accuracy).get(ACCURACY_KEY, [])
+            for _, message in steps.window_accuracies(start, value, WINDOW_MS)
         ]
 
     return await routed(web, request, window_accuracy, ACCURACY_KEY, local)

@@ -89,8 +89,12 @@ def test_the_dashboard_writes_what_it_fetches_as_text_never_as_html(worker):
         },
         {"species": HOSTILE, "predictedSpecies": HOSTILE, "startMs": 60_000, "endMs": 120_000, "count": 3},
     ]
-    model = {"serving": {"modelId": HOSTILE}, "shadow": None, "refused": None}
-    accuracy = [{"startMs": 60_000, "endMs": 120_000, "correct": 1, "total": 1, "accuracy": HOSTILE}]
+    model = {"serving": {"modelId": HOSTILE}, "shadow": {"modelId": HOSTILE}, "refused": None}
+    accuracy = [
+        {"startMs": 60_000, "endMs": 120_000, "modelId": HOSTILE, "role": role, "correct": 1, "total": 1}
+        | {"accuracy": HOSTILE, "agreement": HOSTILE}
+        for role in ("serving", "shadow")
+    ]
     answers = {"/counts/": counts, "/model/": model, "/accuracy/": accuracy}
 
     with sync_playwright() as playwright:

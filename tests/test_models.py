@@ -123,3 +123,58 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
         assert page["serving"]["modelId"] == DEFAULT_ID
         assert page["refused"]["modelId"] == "broken" and page["refused"]["reason"]
     assert SECOND_ID in listed.stdout and DEFAULT_ID in listed.stdout
+
+
+def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_and_then_promoted(tmp_path):
+    with LocalBroker() as broker:
+        kafka = Kafka(broker.url)
+        worker = Worker({"KAFKA_BROKER": broker.url, "IRIS_GENERATOR_INTERVAL": "0"}, tmp_path / "w")
+        worker.wait_ready()
+        traffic = Traffic(broker.url, rate=50, samples=read_samples(REPO / "data" / "iris.csv"))
+        try:
+            shadowed = deploy(broker.url, "--shadow", str(SECOND))
+            assert shadowed.returncode == 0, shadowed.stderr
+            time.sleep(SWITCH_S)  # the shadow is promised within this time
+            after_shadow = len(traffic.sent)
+            traffic.wait_count(after_shadow + 100, timeout=60)
+
+            def compared(messages) -> dict[str, dict]:
+                """The latest accuracy of each model, of windows where the two were compared."""
+                latest = {tuple(orjson.loads(m.key)): m.json() for m in messages}
+                return {a["modelId"]: a for a in latest.values() if "agreement" in a}
+
+            accuracy = compared(
+                kafka.read_until(
+                    "iris-classified-window-accuracy", lambda ms: len(compared(ms)) == 2, timeout=60
+                )
+            )
+            page = orjson.loads(worker.get("/model/")[2])
+            metrics = worker.get("/metrics")[2].decode()
+            before_promote = len(traffic.sent)
+
+            promoted = deploy(broker.url, "--promote")
+            assert promoted.returncode == 0, promoted.stderr
+            time.sleep(SWITCH_S)
+            after_promote = len(traffic.sent)
+            traffic.wait_count(after_promote + 100, timeout=60)
+            traffic.stop_producing()
+            assert not traffic.wait_classified(timeout=60), "records stopped flowing"
+            promoted_page = orjson.loads(worker.get("/model/")[2])
+            ids = model_ids(kafka, traffic.sent)
+        finally:
+            traffic.close()
+            worker.stop()
+
+    sent = traffic.sent
+    # The shadow's predictions never reach iris-classified: the serving model labels every record.
+    assert all(ids[key] == {DEFAULT_ID} for key in sent[after_shadow:before_promote])
+    assert (accuracy[DEFAULT_ID]["role"], accuracy[SECOND_ID]["role"]) == ("serving", "shadow")
+    for model in accuracy.values():
+        assert 0 < model["total"] and 0 <= model["accuracy"] <= 1 and 0 <= model["agreement"] <= 1
+    assert accuracy[DEFAULT_ID]["agreement"] == accuracy[SECOND_ID]["agreement"]
+    assert (page["serving"]["modelId"], page["shadow"]["modelId"]) == (DEFAULT_ID, SECOND_ID)
+    assert f'iris_model_info{{model_id="{SECOND_ID}",role="shadow"}} 1.0' in metrics
+    assert f'iris_records_scored_total{{model_id="{SECOND_ID}"}}' in metrics
+    # Promoted: it labels what comes after, and no shadow is left.
+    assert all(ids[key] == {SECOND_ID} for key in sent[after_promote:])
+    assert (promoted_page["serving"]["modelId"], promoted_page["shadow"]) == (SECOND_ID, None)

@@ -164,13 +164,15 @@ def test_each_window_update_publishes_the_accuracy_over_its_labelled_records(wor
     expected = {
         "startMs": window,
         "endMs": window + MINUTE_MS,
+        "modelId": scorer.model_id,
+        "role": "serving",
         "correct": correct,
         "total": len(labelled),
         "accuracy": correct / len(labelled),
-    }
+    }  # no shadow model: no agreement
 
     def latest(messages):
-        updates = [m for m in messages if m.key == str(window).encode()]
+        updates = [m for m in messages if orjson.loads(m.key) == [window, scorer.model_id]]
         return updates[-1].json() if updates else None
 
     messages = kafka.read_until("iris-classified-window-accuracy", lambda ms: latest(ms) == expected)

@@ -76,10 +76,15 @@ def test_a_classified_record_is_the_input_plus_its_prediction_and_model_with_its
 
 
 def labelled(
-    species: str | None, predicted: str, timestamp_ms: int, partition: int = 0, offset: int = 0
+    species: str | None,
+    predicted: str,
+    timestamp_ms: int,
+    partition: int = 0,
+    offset: int = 0,
+    shadow: str | None = None,
 ) -> steps.Labelled:
     source = Source(b"", partition=partition, offset=offset, timestamp=timestamp_ms / 1000)
-    return steps.Labelled(source, species, predicted)
+    return steps.Labelled(source, species, predicted, shadow)
 
 
 def test_a_batch_is_tallied_per_window_and_species_naming_each_record_by_its_offset():
@@ -92,7 +97,7 @@ def test_a_batch_is_tallied_per_window_and_species_naming_each_record_by_its_off
         labelled("setosa", "setosa", window - 1, offset=14),  # the window before
     ]
 
-    counted = steps.tally(batch, clocks(), NOW_MS)
+    counted = steps.tally(batch, clocks(), NOW_MS, serving=MODEL)
 
     assert {(d.species, d.predictedSpecies, d.startMs): d.offsets for d in steps.window_deltas(counted)} == {
         ("setosa", "setosa", window): {"0": [10], "1": [11]},
@@ -100,10 +105,70 @@ def test_a_batch_is_tallied_per_window_and_species_naming_each_record_by_its_off
         ("unknown", "setosa", window): {"0": [13]},
         ("setosa", "setosa", window - MINUTE_MS): {"0": [14]},
     }
-    assert {(d.startMs, str(d.labelled), str(d.correct)) for d in steps.accuracy_deltas(counted)} == {
-        (window, str({"0": [10, 12], "1": [11]}), str({"0": [10], "1": [11]})),
-        (window - MINUTE_MS, str({"0": [14]}), str({"0": [14]})),
+    assert [(d.startMs, d.models, d.compared) for d in steps.accuracy_deltas(counted)] == [
+        (
+            window - MINUTE_MS,
+            {MODEL: {"role": "serving", "labelled": {"0": [14]}, "correct": {"0": [14]}}},
+            {},
+        ),
+        (
+            window,
+            {
+                MODEL: {
+                    "role": "serving",
+                    "labelled": {"0": [10, 12], "1": [11]},
+                    "correct": {"0": [10], "1": [11]},
+                }
+            },
+            {},
+        ),
+    ]
+
+
+def test_with_a_shadow_model_each_window_gets_both_models_accuracy_and_their_agreement():
+    window = NOW_MS - NOW_MS % MINUTE_MS
+    batch = [
+        labelled("setosa", "setosa", window + 1, offset=1, shadow="setosa"),  # both right
+        labelled("virginica", "versicolor", window + 2, offset=2, shadow="virginica"),  # the shadow right
+        labelled(None, "setosa", window + 3, offset=3, shadow="virginica"),  # no label: only compared
+        labelled("setosa", "setosa", window + 4, offset=4),  # the shadow failed on it: not compared
+    ]
+
+    [delta] = steps.accuracy_deltas(steps.tally(batch, clocks(), NOW_MS, serving=MODEL, shadow="m2"))
+    value = steps.add_accuracy(None, delta)
+
+    assert value["models"] == {
+        MODEL: {"role": "serving", "correct": 2, "total": 3},
+        "m2": {"role": "shadow", "correct": 2, "total": 2},
     }
+    assert (value["compared"], value["agreed"]) == (3, 1)
+    accuracies = {
+        orjson.loads(key)[1]: orjson.loads(message)
+        for key, message in steps.window_accuracies(window, value, MINUTE_MS)
+    }
+    assert accuracies["m2"] == {
+        "startMs": window,
+        "endMs": window + MINUTE_MS,
+        "modelId": "m2",
+        "role": "shadow",
+        "correct": 2,
+        "total": 2,
+        "accuracy": 1.0,
+        "agreement": 1 / 3,
+    }
+    assert accuracies[MODEL]["accuracy"] == 2 / 3 and accuracies[MODEL]["agreement"] == 1 / 3
+
+
+def test_a_label_without_a_shadow_model_compares_nothing_and_publishes_no_agreement():
+    window = NOW_MS - NOW_MS % MINUTE_MS
+    counted = steps.tally([labelled("setosa", "setosa", window)], clocks(), NOW_MS, serving=MODEL)
+
+    [(key, message)] = steps.window_accuracies(
+        window, steps.add_accuracy(None, steps.accuracy_deltas(counted)[0]), MINUTE_MS
+    )
+
+    assert orjson.loads(key) == [window, MODEL]
+    assert "agreement" not in orjson.loads(message)
 
 
 def test_a_count_takes_each_record_once_however_often_its_delta_is_replayed_in_whole_or_in_part():
@@ -118,12 +183,18 @@ def test_a_count_takes_each_record_once_however_often_its_delta_is_replayed_in_w
 
 
 def test_an_accuracy_tally_takes_each_labelled_record_once():
-    first = AccuracyDelta(startMs=0, labelled={"0": [1, 2, 3]}, correct={"0": [1, 3]})
+    def delta(labelled: list[int], correct: list[int]) -> AccuracyDelta:
+        part = {"role": "serving", "labelled": {"0": labelled}, "correct": {"0": correct}}
+        return AccuracyDelta(startMs=0, models={MODEL: part}, compared={}, agreed={})
+
+    first = delta([1, 2, 3], [1, 3])
     value = steps.add_accuracy(None, first)
-    assert (value["correct"], value["total"]) == (2, 3)
-    again = AccuracyDelta(startMs=0, labelled={"0": [3, 4]}, correct={"0": [3, 4]})
-    value = steps.add_accuracy(steps.add_accuracy(value, first), again)
-    assert (value["correct"], value["total"], value["seen"]) == (3, 4, {"0": 4})
+    assert value["models"][MODEL] == {"role": "serving", "correct": 2, "total": 3}
+    value = steps.add_accuracy(steps.add_accuracy(value, first), delta([3, 4], [3, 4]))
+    assert (value["models"][MODEL], value["seen"]) == (
+        {"role": "serving", "correct": 3, "total": 4},
+        {"0": 4},
+    )
 
 
 def test_late_and_future_stamped_records_are_not_counted_and_a_future_one_makes_nothing_late():
@@ -135,7 +206,7 @@ def test_late_and_future_stamped_records_are_not_counted_and_a_future_one_makes_
         labelled("setosa", "setosa", NOW_MS - 3 * HOUR_MS, partition=1),  # not on this one
     ]
 
-    counted = steps.tally(batch, clocks(), NOW_MS)
+    counted = steps.tally(batch, clocks(), NOW_MS, serving=MODEL)
 
     assert (counted.skewed, counted.late) == (1, 1)
     assert (
@@ -180,7 +251,9 @@ def test_a_dead_letter_always_fits_a_kafka_message_cut_with_the_original_sizes()
 
 
 def test_a_window_count_is_keyed_by_its_species_pair_and_window_start():
-    delta = steps.window_deltas(steps.tally([labelled("setosa", "virginica", NOW_MS)], clocks(), NOW_MS))[0]
+    delta = steps.window_deltas(
+        steps.tally([labelled("setosa", "virginica", NOW_MS)], clocks(), NOW_MS, MODEL)
+    )[0]
 
     key, count = steps.window_count(delta, 7, MINUTE_MS)
 

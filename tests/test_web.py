@@ -21,7 +21,7 @@ VIRGINICA = {
 }
 
 
-def test_counts_and_accuracy_show_the_windows_of_the_tables(worker, kafka):
+def test_counts_and_accuracy_show_the_windows_of_the_tables(worker, kafka, scorer):
     window = window_start(int(time.time() * 1000), MINUTE_MS) - 40 * MINUTE_MS  # used by no other test
     kafka.produce("iris", [(None, orjson.dumps(VIRGINICA), window + i) for i in range(7)])
     expected = {
@@ -50,6 +50,8 @@ def test_counts_and_accuracy_show_the_windows_of_the_tables(worker, kafka):
     assert windows[window] == {
         "startMs": window,
         "endMs": window + MINUTE_MS,
+        "modelId": scorer.model_id,
+        "role": "serving",
         "correct": 7,
         "total": 7,
         "accuracy": 1.0,
