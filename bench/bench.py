@@ -28,17 +28,20 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from iris_app import registry
 from iris_app.broker import LocalBroker, free_port
 from iris_app.models import FEATURES
 from iris_app.samples import read_samples
 from iris_app.scoring import Scorer
 
 REPO = Path(__file__).resolve().parent.parent
+SHADOW = REPO / "tests" / "models" / "second"  # a second real MOJO, for the shadow run
 BIN = Path(sys.executable).parent
 PARTITIONS = 4
 IMPLEMENTATIONS = {
     "app, 1 worker": ("app", 1),
     "app, 2 workers": ("app", 2),
+    "app, 1 worker, shadow model": ("app+shadow", 1),
     "reference loop": ("reference", 1),
 }
 
@@ -63,7 +66,7 @@ class Processes:
         self.started = time.monotonic()
         self.procs = []
         for i in range(workers):
-            if kind == "app":
+            if kind.startswith("app"):
                 command = [
                     str(BIN / "faust"),
                     "-A",
@@ -78,7 +81,10 @@ class Processes:
                 ]
             else:
                 command = [sys.executable, str(REPO / "bench" / "reference.py")]
-            quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL if kind == "app" else None}
+            quiet = {
+                "stdout": subprocess.DEVNULL,
+                "stderr": subprocess.DEVNULL if kind.startswith("app") else None,
+            }
             self.procs.append(subprocess.Popen(command, cwd=REPO, env=env, **quiet))
 
     def exited(self) -> bool:
@@ -187,6 +193,7 @@ async def throughput_run(name: str, kind: str, workers: int, n: int, expected: d
         await create_topics(bootstrap)
         batch = records(n)
         await produce(bootstrap, batch)
+        await set_shadow(kind, bootstrap)
         procs = Processes(kind, workers, broker.url, Path(datadir))
         try:
             async with Reader(bootstrap, "iris-classified") as out:
@@ -222,12 +229,23 @@ async def throughput_run(name: str, kind: str, workers: int, n: int, expected: d
             )
 
 
+async def set_shadow(kind: str, bootstrap: str) -> None:
+    """For "app+shadow": a second model (tests/models/second) published as the shadow before start."""
+    if kind == "app+shadow":
+        model_id, package = registry.pack(SHADOW)
+        roles = registry.Roles(serving=None, shadow=model_id)
+        await registry.publish(
+            [bootstrap], [(model_id.encode(), package), (registry.SERVING_KEY, roles.encode())]
+        )
+
+
 async def latency_run(
     name: str, kind: str, workers: int, rate: float, seconds: float, result: Result
 ) -> None:
     with LocalBroker() as broker, tempfile.TemporaryDirectory() as datadir:
         bootstrap = broker.url.removeprefix("kafka://")
         await create_topics(bootstrap)
+        await set_shadow(kind, bootstrap)
         procs = Processes(kind, workers, broker.url, Path(datadir))
         try:
             async with Reader(bootstrap, "iris-classified") as out:
@@ -310,6 +328,10 @@ async def main() -> None:
     if app and ref and app.throughput and ref.throughput:
         ratio = statistics.median(app.throughput) / statistics.median(ref.throughput)
         print(f"\napp (1 worker) / reference: {ratio:.2f}")
+    shadow = results.get("app, 1 worker, shadow model")
+    if app and shadow and app.throughput and shadow.throughput:
+        ratio = statistics.median(shadow.throughput) / statistics.median(app.throughput)
+        print(f"with a shadow model / without (1 worker): {ratio:.2f}")
     problems = [p for r in results.values() for p in r.problems]
     print("\ncorrectness: " + ("all checks passed" if not problems else "\n  ".join(["FAILED", *problems])))
     sys.exit(1 if problems else 0)
