@@ -221,11 +221,12 @@ def accuracy_deltas(counted: Tally) -> list[AccuracyDelta]:
 
 
 def above(seen: dict[str, int], offsets: Offsets) -> int:
-    """How many of `offsets` lie above the marks of `seen`: the records not counted yet."""
+    """How many distinct records of `offsets` lie above the marks of `seen`: those not counted yet.
+
+    Distinct: a batch can hold a record twice (read again after a seek back), and it counts once."""
     return sum(
-        len(listed) if (mark := seen.get(partition, -1)) < min(listed) else sum(o > mark for o in listed)
+        len({offset for offset in listed if offset > seen.get(partition, -1)})
         for partition, listed in offsets.items()
-        if listed
     )
 
 

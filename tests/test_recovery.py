@@ -145,7 +145,11 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
     assert len(traffic.sent) > 1000
     assert not missing, f"{len(missing)} of {len(traffic.sent)} records never classified, e.g. {missing[:5]}"
     assert health == [200, 200]
-    assert counted == dict(truth)
+    assert counted == dict(truth), {
+        k: (counted.get(k), truth.get(k))
+        for k in counted.keys() | truth.keys()
+        if counted.get(k) != truth.get(k)
+    }
 
 
 def counts_reaching(kafka: Kafka, truth: Counter, timeout: float) -> dict[tuple, int]:

@@ -180,6 +180,8 @@ def test_a_count_takes_each_record_once_however_often_its_delta_is_replayed_in_w
     assert steps.add_count(value, delta(p0=[1, 4, 7])) == value  # replayed whole
     value = steps.add_count(value, delta(p0=[4, 7, 9, 12], p1=[3]))  # replayed in part, then new records
     assert value == {"count": 7, "seen": {"p0": 12, "p1": 3}}
+    value = steps.add_count(value, delta(p0=[13, 13, 14]))  # a record read twice in one batch counts once
+    assert value == {"count": 9, "seen": {"p0": 14, "p1": 3}}
 
 
 def test_an_accuracy_tally_takes_each_labelled_record_once():
