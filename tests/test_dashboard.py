@@ -55,13 +55,21 @@ def test_the_dashboard_shows_the_current_windows_confusion_matrix(worker, kafka,
             )
             model = page.text_content("#model")
             page.wait_for_function("document.getElementById('accuracy').textContent.endsWith('%')")
+            axis = page.text_content("#axis-start")
+            shadow = page.text_content("#shadow")
+            side_by_side = page.eval_on_selector_all(
+                "#models tr", "rows => rows.map(r => [...r.children].map(c => c.textContent))"
+            )
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         finally:
             browser.close()
 
     assert {(s, p): int(n) for s, p, n in cells if int(n)} == dict(expected)
     assert len(cells) == 12  # 4 true species (with unknown) x 3 predicted
-    assert model.startswith("DeepLearning_")
+    assert model.startswith("DeepLearning_") and shadow == "none"
+    assert axis.endswith(" UTC")  # the chart's time axis
+    assert side_by_side[0] == ["window (UTC)", "serving", "shadow", "agreement"]
+    assert any(row[1].endswith("%") and row[2] == "–" for row in side_by_side[1:])  # no shadow: a dash
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
 
 
