@@ -18,6 +18,9 @@ FEATURES = {
 SPECIES = ("setosa", "versicolor", "virginica")
 UNKNOWN_SPECIES = "unknown"  # counted under this when a record has no true label
 MAX_RECORD_BYTES = 16 * 1024  # an iris record is under 200 bytes; far larger is a producer's mistake
+# Its key goes out again with the classified record: one near Kafka's message limit would make that
+# record too large to send, and stop the worker on it over and over.
+MAX_KEY_BYTES = 16 * 1024
 
 
 class InvalidRecord(ValueError):

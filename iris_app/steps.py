@@ -16,6 +16,7 @@ import orjson
 
 from .models import (
     FEATURES,
+    MAX_KEY_BYTES,
     UNKNOWN_SPECIES,
     AccuracyDelta,
     InvalidRecord,
@@ -56,6 +57,10 @@ def check(messages: Iterable[Source]) -> Checked:
     valid, invalid = [], []
     for message in messages:
         try:
+            if message.key is not None and len(message.key) > MAX_KEY_BYTES:
+                raise InvalidRecord(
+                    "too_large", f"key too large: {len(message.key)} bytes, the limit is {MAX_KEY_BYTES}"
+                )
             valid.append((message, parse_iris(message.value)))
         except InvalidRecord as error:
             invalid.append((message, error))

@@ -137,7 +137,10 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
                     predicted_labels(scorer, [inputs[key].json() for key in traffic.sent]),
                 )
             )
-            counted = counts_reaching(Kafka(broker.url), truth, timeout=120)
+            try:
+                counted = counts_reaching(Kafka(broker.url), truth, timeout=120)
+            except AssertionError as short:
+                raise AssertionError(f"{short}\n{report(workers)}") from None
         finally:
             traffic.close()
             for w in workers:
@@ -150,6 +153,20 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
         for k in counted.keys() | truth.keys()
         if counted.get(k) != truth.get(k)
     }
+
+
+def report(workers: list[Worker]) -> str:
+    """What each worker says of itself: its lag, stalls and expired deltas, and its last log lines."""
+    parts = []
+    for i, worker in enumerate(workers):
+        metrics = worker.get("/metrics")[2].decode().splitlines()
+        said = [
+            line
+            for line in metrics
+            if line.startswith(("iris_consumer_lag", "iris_partition", "iris_deltas"))
+        ]
+        parts.append(f"--- worker {i}:\n" + "\n".join(said) + "\n" + "".join(worker.lines[-25:]))
+    return "\n".join(parts)
 
 
 def counts_reaching(kafka: Kafka, truth: Counter, timeout: float) -> dict[tuple, int]:

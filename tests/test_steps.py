@@ -237,6 +237,18 @@ def test_a_dead_letter_says_why_and_where_the_record_came_from_with_its_bytes_an
 KAFKA_MAX_MESSAGE_BYTES = 1_048_576
 
 
+def test_a_record_with_a_key_too_large_to_send_on_is_dead_lettered_not_classified():
+    huge = Source(
+        orjson.dumps(GOOD[0]), key=b"k" * 1_000_000
+    )  # the broker took it; with headers it would not fit
+
+    checked = steps.check([huge, Source(orjson.dumps(GOOD[0]), key=b"k")])
+
+    assert len(checked.valid) == 1
+    [(_, error)] = checked.invalid
+    assert (error.reason, str(error)) == ("too_large", "key too large: 1000000 bytes, the limit is 16384")
+
+
 def test_a_dead_letter_always_fits_a_kafka_message_cut_with_the_original_sizes():
     cases = {
         "control bytes, escaped six times over in JSON": Source(b"\x01" * 170_000),

@@ -14,7 +14,10 @@ What it changes, and why (written for faust-streaming 0.15.3 and aiokafka 0.14.0
   compaction or transactions make, and the app's inputs have neither); and the
   read offset always means the last offset delivered (after a seek Faust recorded
   the next one to read, so a fetch that began one record late lost that record).
-  Errors of the loop are logged, as Faust logs them.
+  Errors of the loop are logged, as Faust logs them. A partition read by one
+  stream of raw bytes (`iris`) skips the conductor's per-message coroutines
+  (flow control, the producer buffer's wait, decoding: once per fetch instead),
+  and its records go straight into the stream's queue while it has room.
 - The fetch: no idling while a stream buffer is full (aiokafka fetches nothing
   from a broker while a paused partition's records sit unread), and a broker may
   hold an empty fetch 100 ms, not Faust's hard-coded 1.5 s.
@@ -41,6 +44,7 @@ from faust.types import TP
 from mode import ServiceT
 
 from ..models import Output
+from .schema import BytesSchema
 
 # How long a broker may hold a fetch that finds no new records. Faust asks for 1.5 s:
 # Kafka answers as soon as records arrive, but tansu (tests, the embedded default) holds
@@ -67,6 +71,7 @@ class Consumer(aiokafka.Consumer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._buffer_dropped = asyncio.Event()
+        self._raw_queues: dict[TP, RawQueue] = {}
 
     def on_buffer_drop(self, tp: TP) -> None:
         super().on_buffer_drop(tp)
@@ -90,6 +95,7 @@ class Consumer(aiokafka.Consumer):
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         to_message, track_end_offset = self._to_message, self.app.monitor.track_tp_end_offset
+        create_event = self.app.create_event
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
@@ -99,6 +105,7 @@ class Consumer(aiokafka.Consumer):
                     track_end_offset(tp, self.highwater(tp))
                     deliver = callbacks.get(tp, on_message)
                     acked_topic = acks_enabled_for(tp.topic)
+                    into = await self._raw_queue(tp, generation)
                     for record in records:
                         offset, last = record.offset, read_offset[tp]
                         if last is not None and offset <= last:
@@ -120,14 +127,25 @@ class Consumer(aiokafka.Consumer):
                         if self._commit_every is not None and self._n_acked >= self._commit_every:
                             self._n_acked = 0
                             await self.commit()
-                        await deliver(to_message(tp, record))
-                        # The delivery waits while the flow is stopped, so a rebalance may have come
-                        # and gone meanwhile: the new assignment has set this partition's read offset
-                        # to its committed offset, and the record, of the old generation, is dropped
-                        # by the stream. Marking it read would drop every record up to it; the rest
-                        # of the fetch is dropped too, as Faust drops it.
-                        if not self._same_assignment(generation):
-                            break
+                            if not self._same_assignment(generation):
+                                break  # a rebalance came while committing: the rest is dropped
+                        message = to_message(tp, record)
+                        if into is not None and not into.queue.full():  # no await: nothing changed
+                            message.incref()
+                            into.queue.put_nowait_enhanced(
+                                create_event(message.key, message.value, message.headers, message),
+                                on_pressure_high=into.on_pressure_high,
+                                on_pressure_drop=into.on_pressure_drop,
+                            )
+                        else:
+                            await deliver(message)
+                            # The delivery waits while the flow is stopped, so a rebalance may have
+                            # come and gone meanwhile: the new assignment has set this partition's read
+                            # offset to its committed offset, and the record, of the old generation, is
+                            # dropped by the stream. Marking it read would drop every record up to it;
+                            # the rest of the fetch is dropped too, as Faust drops it.
+                            if not self._same_assignment(generation):
+                                break
                         read_offset[tp] = offset
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
@@ -141,6 +159,32 @@ class Consumer(aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _raw_queue(self, tp: TP, generation: int) -> RawQueue | None:
+        """Where a fetch of `tp` may go straight, record by record, past Faust's conductor; None: it may not.
+
+        Faust's conductor (`TopicConductor._build_handler`) takes each message through
+        flow control, the producer buffer's wait, and decoding, each a coroutine call;
+        for a partition read by one stream of raw bytes (the `iris` topic: the classify
+        agent) that is most of the cost of delivery. Here those waits are once per fetch,
+        and each record becomes its event as the conductor would make it (its reference
+        counted, put in the stream's queue with the same pressure callbacks). A full
+        queue, or any other partition, takes the conductor's own path.
+        """
+        channels = self.app.topics._tp_index.get(tp)
+        if not channels or len(channels) != 1:
+            return None
+        (channel,) = channels
+        if not isinstance(channel.schema, BytesSchema):
+            return None
+        await self.app.flow_control.acquire()
+        await self.app.producer.buffer.wait_until_ebb()
+        if not self._same_assignment(generation):
+            return None  # the conductor's path, which drops the rest of the fetch
+        raw = self._raw_queues.get(tp)
+        if raw is None or raw.channel is not channel:
+            raw = self._raw_queues[tp] = RawQueue(channel, self, tp)
+        return raw
 
     async def perform_seek(self) -> None:
         """Seek every partition to its committed offset (Faust's), recording the offset before it as read.
@@ -207,6 +251,25 @@ class Consumer(aiokafka.Consumer):
             return {}
         buffered = self._buffered_partitions
         return {tp: rs for tp, rs in records.items() if active is None or tp in active or tp in buffered}
+
+
+class RawQueue:
+    """The one stream queue of a partition of raw bytes, with the conductor's pressure callbacks for it."""
+
+    def __init__(self, channel: faust.ChannelT, consumer: Consumer, tp: TP) -> None:
+        tp = TP(tp.topic, tp.partition)  # a fetch names it by aiokafka's TopicPartition: Faust wants TP
+        self.channel = channel
+        self.queue = channel.queue
+        on_topic_buffer_full = consumer.app.sensors.on_topic_buffer_full
+
+        def on_pressure_high() -> None:  # as the conductor's: stop fetching the partition
+            on_topic_buffer_full(tp)
+            consumer.on_buffer_full(tp)
+
+        def on_pressure_drop() -> None:
+            consumer.on_buffer_drop(tp)
+
+        self.on_pressure_high, self.on_pressure_drop = on_pressure_high, on_pressure_drop
 
 
 class TopicTrackingProducer(aiokafka_client.AIOKafkaProducer):
