@@ -55,6 +55,7 @@ def test_the_dashboard_shows_the_current_windows_confusion_matrix(worker, kafka,
             )
             model = page.text_content("#model")
             page.wait_for_function("document.getElementById('accuracy').textContent.endsWith('%')")
+            page.wait_for_function("/^[0-9]+$/.test(document.getElementById('lag').textContent)")
             axis = page.text_content("#axis-start")
             shadow = page.text_content("#shadow")
             side_by_side = page.eval_on_selector_all(
