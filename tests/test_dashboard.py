@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -54,9 +55,16 @@ def test_the_dashboard_shows_the_current_windows_confusion_matrix(worker, kafka,
                 "tds => tds.map(td => [td.dataset.species, td.dataset.predicted, td.textContent])",
             )
             model = page.text_content("#model")
+            # Records flowing while the page is open show as records/s, and in the chart of the last hour.
+            more = [(None, orjson.dumps(r), window + 100 + i) for i, r in enumerate(records)]
+            with ThreadPoolExecutor(1) as aside:  # Playwright's loop runs on this thread
+                aside.submit(kafka.produce, "iris", more).result()
+            page.wait_for_function("Number(document.getElementById('rate').textContent) > 0", timeout=60_000)
+            rate_points = page.get_attribute("#rate-chart polyline", "points")
             page.wait_for_function("document.getElementById('accuracy').textContent.endsWith('%')")
             page.wait_for_function("/^[0-9]+$/.test(document.getElementById('lag').textContent)")
-            axis = page.text_content("#axis-start")
+            axis = page.text_content("#chart .axis-start")
+            lag_chart = page.eval_on_selector_all("#lag-chart text", "ts => ts.map(t => t.textContent)")
             shadow = page.text_content("#shadow")
             side_by_side = page.eval_on_selector_all(
                 "#models tr", "rows => rows.map(r => [...r.children].map(c => c.textContent))"
@@ -68,7 +76,10 @@ def test_the_dashboard_shows_the_current_windows_confusion_matrix(worker, kafka,
     assert {(s, p): int(n) for s, p, n in cells if int(n)} == dict(expected)
     assert len(cells) == 12  # 4 true species (with unknown) x 3 predicted
     assert model.startswith("DeepLearning_") and shadow == "none"
-    assert axis.endswith(" UTC")  # the chart's time axis
+    assert axis.endswith(" UTC")  # the accuracy chart's time axis
+    assert rate_points and any(
+        label.endswith(" UTC") for label in lag_chart
+    )  # rate and lag charted over time
     assert side_by_side[0] == ["window (UTC)", "serving", "shadow", "agreement"]
     assert any(row[1].endswith("%") and row[2] == "–" for row in side_by_side[1:])  # no shadow: a dash
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
