@@ -161,6 +161,12 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
             assert not traffic.wait_classified(timeout=60), "records stopped flowing"
             promoted_page = orjson.loads(worker.get("/model/")[2])
             ids = model_ids(kafka, traffic.sent)
+            newcomer = Worker({"KAFKA_BROKER": broker.url, "IRIS_GENERATOR_INTERVAL": "0"}, tmp_path / "new")
+            try:
+                newcomer.wait_ready()
+                newcomer_page = orjson.loads(newcomer.get("/model/")[2])
+            finally:
+                newcomer.stop()
         finally:
             traffic.close()
             worker.stop()
@@ -178,3 +184,5 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
     # Promoted: it labels what comes after, and no shadow is left.
     assert all(ids[key] == {SECOND_ID} for key in sent[after_promote:])
     assert (promoted_page["serving"]["modelId"], promoted_page["shadow"]) == (SECOND_ID, None)
+    # A worker started now serves what iris-models says, not IRIS_MOJO.
+    assert (newcomer_page["serving"]["modelId"], newcomer_page["shadow"]) == (SECOND_ID, None)
