@@ -33,6 +33,7 @@ from .windows import EventClocks, Verdict, window_start
 # with room to spare: its key and value are cut to these sizes, as JSON text.
 MAX_LETTER_KEY_BYTES = 64 * 1024
 MAX_LETTER_VALUE_BYTES = 512 * 1024
+MAX_LETTER_HEADER_BYTES = 256 * 1024  # the record's headers, kept whole or not at all
 
 
 class Source(Protocol):
@@ -318,14 +319,20 @@ def dead_letter(source: Source, error: InvalidRecord) -> Output:
         "key": key,
         "value": value,
     }
-    if key_cut or value_cut:
+    headers = list(source.headers or [])
+    header_bytes = sum(len(name) + len(value or b"") for name, value in headers)
+    headers_cut = header_bytes > MAX_LETTER_HEADER_BYTES
+    if key_cut or value_cut or headers_cut:
         letter |= {
             "truncated": True,
             "keyBytes": len(source.key or b""),
             "valueBytes": len(source.value or b""),
         }
+    if headers_cut:
+        letter["headerBytes"] = header_bytes
+        headers = []  # dropped: cut, a header would say something it did not
     key_bytes = None if source.key is None else source.key[:MAX_LETTER_KEY_BYTES]
-    return Output(key_bytes, orjson.dumps(letter), timestamp_ms, list(source.headers or []))
+    return Output(key_bytes, orjson.dumps(letter), timestamp_ms, headers)
 
 
 def fitted_text(data: bytes | None, limit: int) -> tuple[str | None, bool]:

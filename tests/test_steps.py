@@ -254,14 +254,19 @@ def test_a_dead_letter_always_fits_a_kafka_message_cut_with_the_original_sizes()
         "control bytes, escaped six times over in JSON": Source(b"\x01" * 170_000),
         "non-UTF-8 bytes, in base64": Source(b"\xff" * 760_000),
         "a huge key": Source(b"{}", key=b"k" * 500_000),
+        "huge headers, and the rest": Source(
+            b"\xff" * 760_000, key=b"k" * 500_000, headers=[("h", b"x" * 600_000), ("i", b"y" * 300_000)]
+        ),
     }
     for case, source in cases.items():
         letter = steps.dead_letter(source, InvalidRecord("too_large", "message too large"))
 
         fields = orjson.loads(letter.value)
-        assert len(letter.value) + len(letter.key or b"") < KAFKA_MAX_MESSAGE_BYTES, case
+        headers = sum(len(name) + len(value) for name, value in letter.headers)
+        assert len(letter.value) + len(letter.key or b"") + headers < KAFKA_MAX_MESSAGE_BYTES, case
         assert fields["truncated"] is True, case
         assert (fields["keyBytes"], fields["valueBytes"]) == (len(source.key), len(source.value)), case
+    assert (letter.headers, fields["headerBytes"]) == ([], 900_002)  # the last case's headers: dropped
 
 
 def test_a_window_count_is_keyed_by_its_species_pair_and_window_start():
