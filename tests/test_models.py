@@ -15,7 +15,8 @@ from fixtures import FAUST, REPO, TABLES_MOVE, Kafka, Traffic, Worker
 from iris_app import registry
 from iris_app.broker import LocalBroker
 from iris_app.registry import RegistryError, Roles
-from iris_app.samples import read_samples
+from iris_app.samples import feature_rows, read_samples
+from iris_app.serving import ModelServer
 
 SECOND = REPO / "tests" / "models" / "second"  # a real AutoML MOJO (a quick run), other than mojo/'s
 DEFAULT_ID = orjson.loads((REPO / "mojo" / "model.json").read_bytes())["modelId"]
@@ -35,6 +36,35 @@ def test_roles_move_as_deploy_shadow_promote_and_rollback_say():
         Roles().deploy("a").rollback()
     with pytest.raises(RegistryError, match="no shadow model"):
         Roles().deploy("a").promote()
+
+
+def test_a_worker_follows_the_roles_in_process_shadow_then_promote_then_a_broken_shadow_refused(tmp_path):
+    server = ModelServer(REPO / "mojo", tmp_path / "models", feature_rows())
+    second_id, package = registry.pack(SECOND)
+    published = registry.Registry(models={second_id: package, "broken": b"not a package"})
+
+    def serving_and_shadow() -> tuple[str, str | None]:
+        serving, shadow = server.scorers()
+        return serving.model_id, shadow and shadow.model_id
+
+    server.start(published)  # nothing published serves: IRIS_MOJO
+    assert serving_and_shadow() == (DEFAULT_ID, None)
+
+    published.roles = Roles(DEFAULT_ID, second_id, None)
+    asyncio.run(server.on_change(published))
+    assert serving_and_shadow() == (DEFAULT_ID, SECOND_ID)
+    shadow = server.shadow
+
+    published.roles = published.roles.promote()
+    asyncio.run(server.on_change(published))
+    assert serving_and_shadow() == (SECOND_ID, None)
+    assert server.scorer is shadow  # the model loaded as the shadow serves: no second load
+
+    published.roles = published.roles.with_shadow("broken")
+    asyncio.run(server.on_change(published))
+    assert serving_and_shadow() == (SECOND_ID, None)  # refused: nothing changes
+    assert (server.refused["modelId"], server.refused["role"]) == ("broken", "shadow")
+    assert "not a zip" in server.refused["reason"]
 
 
 def deploy(url: str, *args: str) -> subprocess.CompletedProcess:
