@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import jpype
 
-from .models import FEATURES
+from .models import FEATURES, SPECIES
 
 GENMODEL_JAR = "h2o-genmodel.jar"
 
@@ -50,16 +50,22 @@ class Scorer:
         except jpype.JException as e:
             raise ModelError(f"cannot load the MOJO {zip_path}: {e.getMessage()}") from None
         names = list(map(str, model.getNames()))[: model.nfeatures()]
-        if sorted(names) != sorted(FEATURES.values()) or not model.isClassifier():
+        if sorted(names) != sorted(FEATURES.values()):
             raise ModelError(
                 f"{zip_path} is not an iris classifier over {sorted(FEATURES.values())}"
                 f" (its features: {names})"
+            )
+        if not model.isClassifier():
+            raise ModelError(
+                f"{zip_path} is a regression model (it predicts a number), not an iris classifier"
             )
         self.path = zip_path
         card = zip_path.parent / "model.json"  # written by `faust -A iris_app train`
         self.card: bytes = card.read_bytes() if card.is_file() else b'{"mojo": "%s"}' % zip_path.name.encode()
         self.model_id: str = _model_id(self.card, zip_path)
         self.labels: tuple[str, ...] = tuple(map(str, model.getDomainValues(model.getResponseIdx())))
+        if sorted(self.labels) != sorted(SPECIES):
+            raise ModelError(f"{zip_path} predicts {list(self.labels)}, not the iris species {list(SPECIES)}")
         # The model's row, from a record's fields in FEATURES order.
         self._to_model_row = itemgetter(*(list(FEATURES.values()).index(name) for name in names))
         self._preds_size = int(model.getPredsSize())

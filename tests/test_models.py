@@ -67,6 +67,16 @@ def test_a_worker_follows_the_roles_in_process_shadow_then_promote_then_a_broken
     assert "not a zip" in server.refused["reason"]
 
 
+def test_deploy_refuses_a_model_that_is_no_iris_classifier_before_it_reaches_the_broker():
+    refused = deploy("kafka://127.0.0.1:1", str(REPO / "tests" / "models" / "regression"))  # no broker there
+
+    assert refused.returncode != 0
+    assert refused.stderr.strip().endswith(
+        "is a regression model (it predicts a number), not an iris classifier"
+    )
+    assert refused.stderr.startswith("iris_app: deploy refused: ") and "Traceback" not in refused.stderr
+
+
 def deploy(url: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [FAUST, "-A", "iris_app", "deploy", *args],

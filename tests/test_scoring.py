@@ -57,6 +57,20 @@ def test_a_corrupt_model_is_a_clear_error(tmp_path):
         Scorer(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("regression", r"is a regression model \(it predicts a number\), not an iris classifier"),
+        ("three_features", r"is not an iris classifier over .*its features: \['sepal_length', 'sepal_width'"),
+        ("not_iris_classes", r"predicts \['no', 'yes'\], not the iris species"),
+    ],
+)
+def test_a_model_that_is_no_iris_classifier_is_refused(name, reason):
+    # Real H2O MOJOs (GLMs on data/iris.csv), kept under tests/models/ for this.
+    with pytest.raises(ModelError, match=reason):
+        Scorer(REPO / "tests" / "models" / name)
+
+
 def test_a_mojo_without_its_jar_is_a_clear_error(tmp_path, scorer):
     shutil.copy(scorer.path, tmp_path)
     with pytest.raises(ModelError, match="no h2o-genmodel.jar next to"):
