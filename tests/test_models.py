@@ -168,8 +168,10 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
 def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_and_then_promoted(tmp_path):
     with LocalBroker() as broker:
         kafka = Kafka(broker.url)
-        worker = Worker({"KAFKA_BROKER": broker.url, "IRIS_GENERATOR_INTERVAL": "0"}, tmp_path / "w")
-        worker.wait_ready()
+        env = {"KAFKA_BROKER": broker.url, **TABLES_MOVE}
+        workers = [Worker(env, tmp_path / f"w{i}") for i in range(2)]
+        for w in workers:
+            w.wait_ready()
         traffic = Traffic(broker.url, rate=50, samples=read_samples(REPO / "data" / "iris.csv"))
         try:
             shadowed = deploy(broker.url, "--shadow", str(SECOND))
@@ -188,8 +190,8 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
                     "iris-classified-window-accuracy", lambda ms: len(compared(ms)) == 2, timeout=60
                 )
             )
-            page = orjson.loads(worker.get("/model/")[2])
-            metrics = worker.get("/metrics")[2].decode()
+            pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
+            metrics = [w.get("/metrics")[2].decode() for w in workers]
             before_promote = len(traffic.sent)
 
             promoted = deploy(broker.url, "--promote")
@@ -199,9 +201,9 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
             traffic.wait_count(after_promote + 100, timeout=60)
             traffic.stop_producing()
             assert not traffic.wait_classified(timeout=60), "records stopped flowing"
-            promoted_page = orjson.loads(worker.get("/model/")[2])
+            promoted_pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
             ids = model_ids(kafka, traffic.sent)
-            newcomer = Worker({"KAFKA_BROKER": broker.url, "IRIS_GENERATOR_INTERVAL": "0"}, tmp_path / "new")
+            newcomer = Worker(env, tmp_path / "new")
             try:
                 newcomer.wait_ready()
                 newcomer_page = orjson.loads(newcomer.get("/model/")[2])
@@ -209,7 +211,8 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
                 newcomer.stop()
         finally:
             traffic.close()
-            worker.stop()
+            for w in workers:
+                w.stop()
 
     sent = traffic.sent
     # The shadow's predictions never reach iris-classified: the serving model labels every record.
@@ -218,11 +221,13 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
     for model in accuracy.values():
         assert 0 < model["total"] and 0 <= model["accuracy"] <= 1 and 0 <= model["agreement"] <= 1
     assert accuracy[DEFAULT_ID]["agreement"] == accuracy[SECOND_ID]["agreement"]
-    assert (page["serving"]["modelId"], page["shadow"]["modelId"]) == (DEFAULT_ID, SECOND_ID)
-    assert f'iris_model_info{{model_id="{SECOND_ID}",role="shadow"}} 1.0' in metrics
-    assert f'iris_records_scored_total{{model_id="{SECOND_ID}"}}' in metrics
+    for page, text in zip(pages, metrics):  # on both workers
+        assert (page["serving"]["modelId"], page["shadow"]["modelId"]) == (DEFAULT_ID, SECOND_ID)
+        assert f'iris_model_info{{model_id="{SECOND_ID}",role="shadow"}} 1.0' in text
+        assert f'iris_records_scored_total{{model_id="{SECOND_ID}"}}' in text
     # Promoted: it labels what comes after, and no shadow is left.
     assert all(ids[key] == {SECOND_ID} for key in sent[after_promote:])
-    assert (promoted_page["serving"]["modelId"], promoted_page["shadow"]) == (SECOND_ID, None)
+    for page in promoted_pages:
+        assert (page["serving"]["modelId"], page["shadow"]) == (SECOND_ID, None)
     # A worker started now serves what iris-models says, not IRIS_MOJO.
     assert (newcomer_page["serving"]["modelId"], newcomer_page["shadow"]) == (SECOND_ID, None)
