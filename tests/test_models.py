@@ -77,6 +77,16 @@ def test_deploy_refuses_a_model_that_is_no_iris_classifier_before_it_reaches_the
     assert refused.stderr.startswith("iris_app: deploy refused: ") and "Traceback" not in refused.stderr
 
 
+def test_a_model_over_16_mib_is_refused_before_it_is_published(tmp_path):
+    (tmp_path / "big.zip").write_bytes(os.urandom(registry.MAX_MODEL_BYTES))  # and its card: over the limit
+    (tmp_path / "h2o-genmodel.jar").symlink_to(REPO / "mojo" / "h2o-genmodel.jar")
+
+    with pytest.raises(
+        RegistryError, match=r"^big is 16,777,\d+ bytes packed: models are limited to 16,777,216$"
+    ):
+        registry.pack(tmp_path)
+
+
 def deploy(url: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [FAUST, "-A", "iris_app", "deploy", *args],
@@ -162,7 +172,10 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
     for page in pages:
         assert page["serving"]["modelId"] == DEFAULT_ID
         assert page["refused"]["modelId"] == "broken" and page["refused"]["reason"]
-    assert SECOND_ID in listed.stdout and DEFAULT_ID in listed.stdout
+    # --list: each published model, its role and its holdout metrics.
+    assert f"{SECOND_ID}\t-\taccuracy 0.963, logloss " in listed.stdout
+    assert f"{DEFAULT_ID}\tprevious\taccuracy 0.926, logloss " in listed.stdout
+    assert "broken\tserving\tnot a model package" in listed.stdout
 
 
 def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_and_then_promoted(tmp_path):

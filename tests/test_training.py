@@ -1,36 +1,44 @@
-"""One command trains with H2O AutoML and deploys a MOJO the worker's scorer loads."""
+"""One command trains with H2O AutoML, writes a MOJO the worker's scorer loads, and deploys it (--deploy)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 
 from fixtures import FAUST, REPO
 from test_scoring import assert_matches_h2o
 
+from iris_app import registry
+from iris_app.broker import LocalBroker
 from iris_app.scoring import Scorer
 
 
-def test_a_quick_training_run_deploys_a_model_the_scorer_loads(tmp_path):
+def test_a_quick_training_run_writes_a_model_the_scorer_loads_and_deploys_it(tmp_path):
     out = tmp_path / "mojo"
-    run = subprocess.run(
-        [
-            FAUST,
-            "-A",
-            "iris_app",
-            "train",
-            "--max-models",
-            "2",
-            "--max-runtime-secs",
-            "60",
-            "--out",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    with LocalBroker() as broker:
+        run = subprocess.run(
+            [
+                FAUST,
+                "-A",
+                "iris_app",
+                "train",
+                "--max-models",
+                "2",
+                "--max-runtime-secs",
+                "60",
+                "--out",
+                str(out),
+                "--deploy",
+            ],
+            cwd=REPO,
+            env={**os.environ, "KAFKA_BROKER": broker.url},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        published = asyncio.run(registry.read([broker.url.removeprefix("kafka://")]))
     assert run.returncode == 0, run.stdout + run.stderr
     assert "AutoML progress" in run.stdout
     assert f"Wrote {json.loads((out / 'model.json').read_text())['modelId']} to {out}/" in run.stdout
@@ -52,3 +60,6 @@ def test_a_quick_training_run_deploys_a_model_the_scorer_loads(tmp_path):
     assert leaderboard[0].startswith("model_id,") and card["modelId"] in leaderboard[1]
 
     assert_matches_h2o(Scorer(out), out)
+    # --deploy: published to iris-models and serving, IRIS_MOJO kept to roll back to.
+    assert published.roles.serving == card["modelId"] and card["modelId"] in published.models
+    assert published.roles.previous == json.loads((REPO / "mojo" / "model.json").read_text())["modelId"]
