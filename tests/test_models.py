@@ -152,6 +152,8 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
             )
             time.sleep(SWITCH_S)
             pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
+            refusals = [w.get("/metrics")[2].decode() for w in workers]
+            logged = [[line for line in w.lines if "Refused model broken" in line] for w in workers]
             traffic.stop_producing()
             assert not traffic.wait_classified(timeout=60), "records stopped flowing"
             listed = deploy(broker.url, "--list")
@@ -172,6 +174,9 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
     for page in pages:
         assert page["serving"]["modelId"] == DEFAULT_ID
         assert page["refused"]["modelId"] == "broken" and page["refused"]["reason"]
+    for metrics, lines in zip(refusals, logged):  # a metric and one log line say it too, on each worker
+        assert 'iris_models_refused_total{model_id="broken"} 1.0' in metrics
+        assert len(lines) == 1 and "still serving" in lines[0]
     # --list: each published model, its role and its holdout metrics.
     assert f"{SECOND_ID}\t-\taccuracy 0.963, logloss " in listed.stdout
     assert f"{DEFAULT_ID}\tprevious\taccuracy 0.926, logloss " in listed.stdout
