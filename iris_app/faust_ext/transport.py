@@ -105,7 +105,12 @@ class Consumer(aiokafka.Consumer):
                     track_end_offset(tp, self.highwater(tp))
                     deliver = callbacks.get(tp, on_message)
                     acked_topic = acks_enabled_for(tp.topic)
-                    into = await self._raw_queue(tp, generation)
+                    into = await self._raw_queue(tp)
+                    if not self._same_assignment(generation):
+                        # A rebalance came while this fetch waited (for the fetch itself, flow control
+                        # or the producer buffer): a record delivered now would carry the new generation
+                        # though it was fetched before the seek. The rest is dropped, as Faust drops it.
+                        break
                     for record in records:
                         offset, last = record.offset, read_offset[tp]
                         if last is not None and offset <= last:
@@ -160,7 +165,7 @@ class Consumer(aiokafka.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
-    async def _raw_queue(self, tp: TP, generation: int) -> RawQueue | None:
+    async def _raw_queue(self, tp: TP) -> RawQueue | None:
         """Where a fetch of `tp` may go straight, record by record, past Faust's conductor; None: it may not.
 
         Faust's conductor (`TopicConductor._build_handler`) takes each message through
@@ -179,8 +184,6 @@ class Consumer(aiokafka.Consumer):
             return None
         await self.app.flow_control.acquire()
         await self.app.producer.buffer.wait_until_ebb()
-        if not self._same_assignment(generation):
-            return None  # the conductor's path, which drops the rest of the fetch
         raw = self._raw_queues.get(tp)
         if raw is None or raw.channel is not channel:
             raw = self._raw_queues[tp] = RawQueue(channel, self, tp)
