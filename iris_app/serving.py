@@ -50,24 +50,19 @@ class ModelServer:
 
     def start(self, published: registry.Registry) -> None:
         """Serve the published serving model, or IRIS_MOJO; a ModelError if neither can serve."""
-        self._serve(checked_scorer(self.fallback, self.samples))
-        roles = published.roles
-        for role, model_id in (("serving", roles.serving), ("shadow", roles.shadow)):
-            if model_id is not None and model_id not in self._ids():
-                try:
-                    self._take(role, self._load(model_id, published.models.get(model_id)))
-                except ModelError as e:
-                    self._refuse(model_id, role, str(e))
+        self._take("serving", checked_scorer(self.fallback, self.samples))
+        for role, model_id in self._changes(published.roles):
+            try:
+                self._take(
+                    role, self._known(model_id) or self._load(model_id, published.models.get(model_id))
+                )
+            except ModelError as e:
+                self._refuse(model_id, role, str(e))
+        self._drop_stale_shadow(published.roles)
 
     async def on_change(self, published: registry.Registry) -> None:
         """Follow the registry: switch serving and shadow models when they change and pass the check."""
-        roles = published.roles
-        for role, model_id in (("serving", roles.serving), ("shadow", roles.shadow)):
-            current = self.scorer if role == "serving" else self.shadow
-            if model_id is None or (current is not None and current.model_id == model_id):
-                continue
-            if self.refused is not None and self.refused["modelId"] == model_id:
-                continue  # refused already: keep going, say it once
+        for role, model_id in self._changes(published.roles):
             try:
                 scorer = self._known(model_id) or await self._load_aside(
                     model_id, published.models.get(model_id)
@@ -76,11 +71,26 @@ class ModelServer:
                 self._refuse(model_id, role, str(e))
                 continue
             self._take(role, scorer)
+        self._drop_stale_shadow(published.roles)
+
+    def _changes(self, roles: registry.Roles) -> list[tuple[str, str]]:
+        """(role, model id) of each role the registry gives another model than this worker's, not refused."""
+        changes = []
+        for role, model_id in (("serving", roles.serving), ("shadow", roles.shadow)):
+            current = self._in(role)
+            if model_id is None or (current is not None and current.model_id == model_id):
+                continue
+            if self.refused is not None and self.refused["modelId"] == model_id:
+                continue  # refused already: keep going, say it once
+            changes.append((role, model_id))
+        return changes
+
+    def _drop_stale_shadow(self, roles: registry.Roles) -> None:
         if self.shadow is not None and (roles.shadow is None or self.shadow.model_id == self.scorer.model_id):
             self._take("shadow", None)  # withdrawn, or promoted: it serves now
 
-    def _ids(self) -> set[str]:
-        return {scorer.model_id for scorer in self.scorers() if scorer is not None}
+    def _in(self, role: str) -> Scorer | None:
+        return self.scorer if role == "serving" else self.shadow
 
     def _known(self, model_id: str) -> Scorer | None:
         """A model this worker scores with already (a promoted shadow, say): no second load."""
@@ -104,12 +114,9 @@ class ModelServer:
             raise ModelError(f"the package published as {model_id} holds {scorer.model_id}")
         return scorer
 
-    def _serve(self, scorer: Scorer) -> None:
-        self._take("serving", scorer)
-
     def _take(self, role: str, scorer: Scorer | None) -> None:
         """Score with `scorer` in `role` from the next batch on (a shadow of None: no shadow)."""
-        current = self.scorer if role == "serving" else self.shadow
+        current = self._in(role)
         if current is not None:
             metrics.model_info.remove(current.model_id, role)
             if scorer is not None:
