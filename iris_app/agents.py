@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import NamedTuple
 
 import faust
+import orjson
 
 from . import metrics, registry, steps
 from .application import (
@@ -165,6 +166,6 @@ async def score_accuracy(deltas: faust.StreamT[AccuracyDelta]) -> None:
             )
             metrics.observe_accuracy(value)
             for out_key, out in steps.window_accuracies(delta.startMs, value, WINDOW_MS):
-                delivery.add(await window_accuracy_topic.send(key=out_key, value=out))
+                delivery.add(await window_accuracy_topic.send(key=out_key, value=orjson.dumps(out)))
             delivery.add(*window_accuracy.table.take_writes())
         await delivery.settle_when_idle(event, deltas.channel.queue)

@@ -96,14 +96,14 @@ def listing(published: registry.Registry) -> str:
     lines = []
     for model_id, package in sorted(published.models.items()):
         role = {roles.serving: "serving", roles.shadow: "shadow", roles.previous: "previous"}.get(
-            model_id, ""
+            model_id, "-"
         )
         try:
             with zipfile.ZipFile(io.BytesIO(package)) as archive:
                 names = archive.namelist()
                 card = orjson.loads(archive.read(registry.CARD)) if registry.CARD in names else {}
         except (zipfile.BadZipFile, orjson.JSONDecodeError) as e:
-            lines.append(f"{model_id}\t{role or '-'}\tnot a model package: {e}")
+            lines.append(f"{model_id}\t{role}\tnot a model package: {e}")
             continue
         holdout = card.get("holdout", {})
         metrics = (
@@ -111,7 +111,7 @@ def listing(published: registry.Registry) -> str:
             if holdout
             else "no holdout metrics"
         )
-        lines.append(f"{model_id}\t{role or '-'}\t{metrics}")
+        lines.append(f"{model_id}\t{role}\t{metrics}")
     return "\n".join(lines) or f"nothing published to {registry.TOPIC}: the workers serve IRIS_MOJO"
 
 

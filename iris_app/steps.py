@@ -284,7 +284,9 @@ def window_count(delta: WindowDelta, count: int, window_ms: int) -> tuple[bytes,
     )
 
 
-def window_accuracies(start_ms: int, value: dict[str, Any], window_ms: int) -> list[tuple[bytes, bytes]]:
+def window_accuracies(
+    start_ms: int, value: dict[str, Any], window_ms: int
+) -> list[tuple[bytes, dict[str, Any]]]:
     """The keys and messages of a window's accuracy after an update, one per model (SPEC): `accuracy` is
     null while the window has no labelled record; `agreement` comes while a shadow model is compared."""
     outputs = []
@@ -301,7 +303,7 @@ def window_accuracies(start_ms: int, value: dict[str, Any], window_ms: int) -> l
         }
         if value["compared"]:
             message["agreement"] = value["agreed"] / value["compared"]
-        outputs.append((orjson.dumps([start_ms, model_id]), orjson.dumps(message)))
+        outputs.append((orjson.dumps([start_ms, model_id]), message))
     return outputs
 
 

@@ -157,7 +157,7 @@ async def accuracy(web: View, request: Request) -> Response:
 
     def local() -> list[dict]:
         return [
-            orjson.loads(message)
+            message
             for start, value in local_windows(window_accuracy).get(ACCURACY_KEY, [])
             for _, message in steps.window_accuracies(start, value, WINDOW_MS)
         ]
@@ -167,7 +167,7 @@ async def accuracy(web: View, request: Request) -> Response:
 
 @app.page("/model/")
 async def model_card(web: View, request: Request) -> Response:
-    """The serving model's card (its model.json), the shadow's (none yet), and the last model refused."""
+    """The serving and shadow models' cards (their model.json; null: no shadow) and the last model refused."""
     return web.bytes(app.models.describe(), content_type="application/json")
 
 
