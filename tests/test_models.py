@@ -7,6 +7,9 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import orjson
 import pytest
@@ -109,59 +112,67 @@ def model_ids(kafka: Kafka, keys: list[bytes]) -> dict[bytes, set[str]]:
     return ids
 
 
+@contextmanager
+def two_workers_and_traffic(tmp_path: Path) -> Iterator[tuple[LocalBroker, list[Worker], Traffic]]:
+    """A local broker, two workers on it, and records flowing at 50 a second; all stopped afterwards."""
+    with LocalBroker() as broker:
+        workers = [Worker({"KAFKA_BROKER": broker.url, **TABLES_MOVE}, tmp_path / f"w{i}") for i in range(2)]
+        try:
+            for w in workers:
+                w.wait_ready()
+            traffic = Traffic(broker.url, rate=50, samples=read_samples(REPO / "data" / "iris.csv"))
+            try:
+                yield broker, workers, traffic
+            finally:
+                traffic.close()
+        finally:
+            for w in workers:
+                w.stop()
+
+
 def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusal_keep_records_flowing(
     tmp_path,
 ):
-    with LocalBroker() as broker:
+    with two_workers_and_traffic(tmp_path) as (broker, workers, traffic):
         kafka = Kafka(broker.url)
-        env = {"KAFKA_BROKER": broker.url, **TABLES_MOVE}
-        workers = [Worker(env, tmp_path / f"w{i}") for i in range(2)]
-        for w in workers:
-            w.wait_ready()
-        traffic = Traffic(broker.url, rate=50, samples=read_samples(REPO / "data" / "iris.csv"))
-        try:
-            traffic.wait_count(100, timeout=60)
-            before = list(traffic.sent)
-            assert not traffic.wait_classified(timeout=60)  # all of them, by the model served at start
+        traffic.wait_count(100, timeout=60)
+        before = list(traffic.sent)
+        assert not traffic.wait_classified(timeout=60)  # all of them, by the model served at start
 
-            deployed = deploy(broker.url, str(SECOND))
-            assert deployed.returncode == 0, deployed.stderr
-            time.sleep(SWITCH_S)  # the switch is promised within this time: what comes after must show it
-            after_deploy = len(traffic.sent)
-            traffic.wait_count(len(traffic.classified) + 100, timeout=60)  # records flow under the new model
-            before_rollback = len(traffic.sent)
-            rolled_back = deploy(broker.url, "--rollback")
-            assert rolled_back.returncode == 0, rolled_back.stderr
-            time.sleep(SWITCH_S)
-            after_rollback = len(traffic.sent)
-            traffic.wait_count(len(traffic.classified) + 100, timeout=60)
+        deployed = deploy(broker.url, str(SECOND))
+        assert deployed.returncode == 0, deployed.stderr
+        time.sleep(SWITCH_S)  # the switch is promised within this time: what comes after must show it
+        after_deploy = len(traffic.sent)
+        traffic.wait_count(len(traffic.classified) + 100, timeout=60)  # records flow under the new model
+        before_rollback = len(traffic.sent)
+        rolled_back = deploy(broker.url, "--rollback")
+        assert rolled_back.returncode == 0, rolled_back.stderr
+        time.sleep(SWITCH_S)
+        after_rollback = len(traffic.sent)
+        traffic.wait_count(len(traffic.classified) + 100, timeout=60)
 
-            corrupt = tmp_path / "corrupt"
-            shutil.copytree(SECOND, corrupt)
-            (corrupt / f"{SECOND_ID}.zip").write_bytes(b"not a zip")
-            refused_here = deploy(broker.url, str(corrupt))
-            # Published behind the command's back: the workers must refuse it themselves.
-            asyncio.run(
-                registry.publish(
-                    [broker.url.removeprefix("kafka://")],
-                    [
-                        (b"broken", b"not a package"),
-                        (registry.SERVING_KEY, Roles("broken", None, DEFAULT_ID).encode()),
-                    ],
-                )
+        corrupt = tmp_path / "corrupt"
+        shutil.copytree(SECOND, corrupt)
+        (corrupt / f"{SECOND_ID}.zip").write_bytes(b"not a zip")
+        refused_here = deploy(broker.url, str(corrupt))
+        # Published behind the command's back: the workers must refuse it themselves.
+        asyncio.run(
+            registry.publish(
+                [broker.url.removeprefix("kafka://")],
+                [
+                    (b"broken", b"not a package"),
+                    (registry.SERVING_KEY, Roles("broken", None, DEFAULT_ID).encode()),
+                ],
             )
-            time.sleep(SWITCH_S)
-            pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
-            refusals = [w.get("/metrics")[2].decode() for w in workers]
-            logged = [[line for line in w.lines if "Refused model broken" in line] for w in workers]
-            traffic.stop_producing()
-            assert not traffic.wait_classified(timeout=60), "records stopped flowing"
-            listed = deploy(broker.url, "--list")
-            ids = model_ids(kafka, traffic.sent)
-        finally:
-            traffic.close()
-            for w in workers:
-                w.stop()
+        )
+        time.sleep(SWITCH_S)
+        pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
+        refusals = [w.get("/metrics")[2].decode() for w in workers]
+        logged = [[line for line in w.lines if "Refused model broken" in line] for w in workers]
+        traffic.stop_producing()
+        assert not traffic.wait_classified(timeout=60), "records stopped flowing"
+        listed = deploy(broker.url, "--list")
+        ids = model_ids(kafka, traffic.sent)
 
     sent = traffic.sent
     assert before and sent[after_deploy:before_rollback] and sent[after_rollback:], (
@@ -184,53 +195,41 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
 
 
 def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_and_then_promoted(tmp_path):
-    with LocalBroker() as broker:
+    with two_workers_and_traffic(tmp_path) as (broker, workers, traffic):
         kafka = Kafka(broker.url)
-        env = {"KAFKA_BROKER": broker.url, **TABLES_MOVE}
-        workers = [Worker(env, tmp_path / f"w{i}") for i in range(2)]
-        for w in workers:
-            w.wait_ready()
-        traffic = Traffic(broker.url, rate=50, samples=read_samples(REPO / "data" / "iris.csv"))
+        shadowed = deploy(broker.url, "--shadow", str(SECOND))
+        assert shadowed.returncode == 0, shadowed.stderr
+        time.sleep(SWITCH_S)  # the shadow is promised within this time
+        after_shadow = len(traffic.sent)
+        traffic.wait_count(after_shadow + 100, timeout=60)
+
+        def compared(messages) -> dict[str, dict]:
+            """The latest accuracy of each model, of windows where the two were compared."""
+            latest = {tuple(orjson.loads(m.key)): m.json() for m in messages}
+            return {a["modelId"]: a for a in latest.values() if "agreement" in a}
+
+        accuracy = compared(
+            kafka.read_until("iris-classified-window-accuracy", lambda ms: len(compared(ms)) == 2, timeout=60)
+        )
+        pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
+        metrics = [w.get("/metrics")[2].decode() for w in workers]
+        before_promote = len(traffic.sent)
+
+        promoted = deploy(broker.url, "--promote")
+        assert promoted.returncode == 0, promoted.stderr
+        time.sleep(SWITCH_S)
+        after_promote = len(traffic.sent)
+        traffic.wait_count(after_promote + 100, timeout=60)
+        traffic.stop_producing()
+        assert not traffic.wait_classified(timeout=60), "records stopped flowing"
+        promoted_pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
+        ids = model_ids(kafka, traffic.sent)
+        newcomer = Worker({"KAFKA_BROKER": broker.url, **TABLES_MOVE}, tmp_path / "new")
         try:
-            shadowed = deploy(broker.url, "--shadow", str(SECOND))
-            assert shadowed.returncode == 0, shadowed.stderr
-            time.sleep(SWITCH_S)  # the shadow is promised within this time
-            after_shadow = len(traffic.sent)
-            traffic.wait_count(after_shadow + 100, timeout=60)
-
-            def compared(messages) -> dict[str, dict]:
-                """The latest accuracy of each model, of windows where the two were compared."""
-                latest = {tuple(orjson.loads(m.key)): m.json() for m in messages}
-                return {a["modelId"]: a for a in latest.values() if "agreement" in a}
-
-            accuracy = compared(
-                kafka.read_until(
-                    "iris-classified-window-accuracy", lambda ms: len(compared(ms)) == 2, timeout=60
-                )
-            )
-            pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
-            metrics = [w.get("/metrics")[2].decode() for w in workers]
-            before_promote = len(traffic.sent)
-
-            promoted = deploy(broker.url, "--promote")
-            assert promoted.returncode == 0, promoted.stderr
-            time.sleep(SWITCH_S)
-            after_promote = len(traffic.sent)
-            traffic.wait_count(after_promote + 100, timeout=60)
-            traffic.stop_producing()
-            assert not traffic.wait_classified(timeout=60), "records stopped flowing"
-            promoted_pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
-            ids = model_ids(kafka, traffic.sent)
-            newcomer = Worker(env, tmp_path / "new")
-            try:
-                newcomer.wait_ready()
-                newcomer_page = orjson.loads(newcomer.get("/model/")[2])
-            finally:
-                newcomer.stop()
+            newcomer.wait_ready()
+            newcomer_page = orjson.loads(newcomer.get("/model/")[2])
         finally:
-            traffic.close()
-            for w in workers:
-                w.stop()
+            newcomer.stop()
 
     sent = traffic.sent
     # The shadow's predictions never reach iris-classified: the serving model labels every record.
