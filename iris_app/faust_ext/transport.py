@@ -24,7 +24,11 @@ What it changes, and why (written for faust-streaming 0.15.3 and aiokafka 0.14.0
 - Revoked partitions: their acknowledged offsets are committed before Faust
   forgets them, so the next owner does not read them again.
 - The producer: `send_batches` sends a batch of records as one record batch per
-  partition; every topic sent to stays in aiokafka's metadata requests.
+  partition, as large as a request may be (`producer_max_request_size`), not
+  `producer_max_batch_size` (16 KiB): aiokafka sends one batch per partition and
+  request, so a classify batch in 16 KiB pieces took several round trips to the
+  broker, one after another. Every topic sent to stays in aiokafka's metadata
+  requests.
 - `App`: the Faust app hooks that install this transport.
 Everything else (gaps, offsets, commits, rebalances) is Faust's own.
 """
@@ -38,6 +42,7 @@ from collections.abc import Iterable, Mapping
 
 import aiokafka as aiokafka_client
 import faust
+from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka
 from faust.types import TP
@@ -320,15 +325,19 @@ class Producer(aiokafka.Producer):
             by_partition[self.partitioner(record.key, partitions, partitions)].append(record)
         delivered = []
         for partition, batch_records in by_partition.items():
-            batch = producer.create_batch()
+            batch = self._new_batch(producer)
             for key, value, timestamp, headers in batch_records:
                 while (
                     batch.append(key=key, value=value, timestamp=timestamp, headers=headers) is None
                 ):  # full
                     delivered.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
+                    batch = self._new_batch(producer)
             delivered.append(await producer.send_batch(batch, topic, partition=partition))
         return delivered
+
+    def _new_batch(self, producer: aiokafka_client.AIOKafkaProducer) -> BatchBuilder:
+        """An empty record batch as `producer.create_batch()` makes, up to a request's size (see above)."""
+        return BatchBuilder(self.max_request_size, producer._message_accumulator._compression_type)
 
 
 class Transport(aiokafka.Transport):
