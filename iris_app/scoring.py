@@ -13,7 +13,6 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -66,10 +65,10 @@ class Scorer:
         self.labels: tuple[str, ...] = tuple(map(str, model.getDomainValues(model.getResponseIdx())))
         if sorted(self.labels) != sorted(SPECIES):
             raise ModelError(f"{zip_path} predicts {list(self.labels)}, not the iris species {list(SPECIES)}")
-        # The model's row, from a record's fields in FEATURES order.
-        self._to_model_row = itemgetter(*(list(FEATURES.values()).index(name) for name in names))
+        # Where each of the model's features is in a row of the four measurements (FEATURES order).
+        self._columns = [list(FEATURES.values()).index(name) for name in names]
         self._preds_size = int(model.getPredsSize())
-        self._score_rows = _score_rows_loop(model, self._preds_size)
+        self._score_rows = _score_rows_loop(model, len(names), self._preds_size)
         self._new_array = jpype.JClass("java.lang.reflect.Array").newInstance
         self._thread = _scorer_thread()
 
@@ -107,8 +106,10 @@ class Scorer:
     def _java_arrays(
         self, rows: Sequence[Sequence[float]]
     ) -> tuple[jpype.JArray, jpype.JArray, jpype.JArray]:
-        """The model's rows, one scratch array per row for score0, and the flat array of all predictions."""
-        model_rows = jpype.JArray(jpype.JDouble, 2)([self._to_model_row(values) for values in rows])
+        """The model's rows end to end in one flat array (a tenth of the cost of an array per row), one
+        scratch array per row for score0, and the flat array of all predictions."""
+        columns = self._columns
+        model_rows = jpype.JArray(jpype.JDouble)([values[column] for values in rows for column in columns])
         scratch = self._new_array(jpype.JDouble, [len(rows), self._preds_size])
         return model_rows, scratch, jpype.JArray(jpype.JDouble)(len(rows) * self._preds_size)
 
@@ -126,8 +127,9 @@ def _scorer_thread() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, "scorer", initializer=jpype.java.lang.Thread.attachAsDaemon)
 
 
-def _score_rows_loop(model: jpype.JObject, preds_size: int) -> jpype.JObject:
-    """A Java method handle `(rows, scratch, flat) -> for i: flat[i*k:(i+1)*k] = score0(rows[i], scratch[i])`.
+def _score_rows_loop(model: jpype.JObject, row_size: int, preds_size: int) -> jpype.JObject:
+    """A Java method handle `(rows, scratch, flat) -> for i: flat[i*k:(i+1)*k] = score0(rows[i*n:(i+1)*n],
+    scratch[i])`, for rows of n features end to end in one array and k predictions per row.
 
     h2o-genmodel scores one row per call; looping in Java instead of Python makes a
     batch one JPype call, during which other Python threads run, and its predictions
@@ -137,20 +139,30 @@ def _score_rows_loop(model: jpype.JObject, preds_size: int) -> jpype.JObject:
     handles = jpype.JClass("java.lang.invoke.MethodHandles")
     method_type = jpype.JClass("java.lang.invoke.MethodType").methodType
     lookup = handles.publicLookup()
-    row, rows = jpype.JArray(jpype.JDouble).class_, jpype.JArray(jpype.JDouble, 2).class_
+    row, scratches = jpype.JArray(jpype.JDouble).class_, jpype.JArray(jpype.JDouble, 2).class_
     void, int_, obj = jpype.JClass("java.lang.Void").TYPE, jpype.JInt.class_, jpype.JObject.class_
-    k, zero = jpype.JInt(preds_size), jpype.JInt(0)  # bound as Integers (a Python int boxes as a Long)
+    # Bound as Integers: a Python int would box as a Long.
+    k, n, zero = jpype.JInt(preds_size), jpype.JInt(row_size), jpype.JInt(0)
+    math = jpype.JClass("java.lang.Math")
+    multiply = lookup.findStatic(math, "multiplyExact", method_type(int_, int_, int_))
+    add = lookup.findStatic(math, "addExact", method_type(int_, int_, int_))
 
-    # (rows, i, scratch, j) -> score0(rows[i], scratch[j]), which returns scratch[j] filled
+    # (rows, i) -> Arrays.copyOfRange(rows, i * n, i * n + n): row i of the flat rows
+    copy_of_range = lookup.findStatic(
+        jpype.JClass("java.util.Arrays"), "copyOfRange", method_type(row, row, int_, int_)
+    )
+    row_start = handles.insertArguments(multiply, 1, n)
+    row_end = handles.filterReturnValue(row_start, handles.insertArguments(add, 1, n))
+    row_at = handles.permuteArguments(
+        handles.filterArguments(copy_of_range, 1, row_start, row_end), method_type(row, row, int_), 0, 1, 1
+    )
+    # (rows, i, scratch, j) -> score0(row i, scratch[j]), which returns scratch[j] filled
     score = lookup.findVirtual(jpype.JClass("hex.genmodel.GenModel"), "score0", method_type(row, row, row))
-    element = handles.arrayElementGetter(rows)
-    score_at = handles.collectArguments(handles.collectArguments(score.bindTo(model), 0, element), 2, element)
+    element = handles.arrayElementGetter(scratches)
+    score_at = handles.collectArguments(handles.collectArguments(score.bindTo(model), 0, row_at), 2, element)
     # (preds, flat, i) -> System.arraycopy(preds, 0, flat, i * k, k)
     arraycopy = lookup.findStatic(
         jpype.JClass("java.lang.System"), "arraycopy", method_type(void, obj, int_, obj, int_, int_)
-    )
-    multiply = lookup.findStatic(
-        jpype.JClass("java.lang.Math"), "multiplyExact", method_type(int_, int_, int_)
     )
     copy_row = handles.filterArguments(
         handles.insertArguments(handles.insertArguments(arraycopy, 4, k), 1, zero),
@@ -159,9 +171,9 @@ def _score_rows_loop(model: jpype.JObject, preds_size: int) -> jpype.JObject:
     ).asType(method_type(void, row, row, int_))
     # (i, rows, scratch, flat) -> copy_row(score_at(rows, i, scratch, i), flat, i)
     body = handles.collectArguments(copy_row, 0, score_at)
-    body = handles.permuteArguments(body, method_type(void, int_, rows, rows, row), 1, 0, 2, 0, 3, 0)
-    # (rows, scratch, flat) -> len(rows)
-    count = handles.dropArguments(handles.arrayLength(rows), 1, rows, row)
+    body = handles.permuteArguments(body, method_type(void, int_, row, scratches, row), 1, 0, 2, 0, 3, 0)
+    # (rows, scratch, flat) -> len(scratch), the number of rows
+    count = handles.dropArguments(handles.dropArguments(handles.arrayLength(scratches), 0, row), 2, row)
     return handles.countedLoop(count, None, body)
 
 
