@@ -35,7 +35,8 @@ async def main() -> None:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    # Record batches up to a request's size (Faust's default, 1,000,000 bytes), as the app's.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1_000_000)
     partitioner = DefaultPartitioner()
     await consumer.start()
     await producer.start()
