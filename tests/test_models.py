@@ -203,13 +203,22 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
         after_shadow = len(traffic.sent)
         traffic.wait_count(after_shadow + 100, timeout=60)
 
-        def compared(messages) -> dict[str, dict]:
-            """The latest accuracy of each model, of windows where the two were compared."""
-            latest = {tuple(orjson.loads(m.key)): m.json() for m in messages}
-            return {a["modelId"]: a for a in latest.values() if "agreement" in a}
+        def compared(messages) -> list[dict[str, dict]]:
+            """Each model's latest accuracy in a window where the two were compared, read at a moment when
+            both came from the window's same update (records flow, and the two keys' partitions are read
+            one after the other): an update publishes one agreement for both."""
+            windows: dict[int, dict[str, dict]] = {}
+            for m in messages:
+                if "agreement" in (accuracy := m.json()):
+                    windows.setdefault(accuracy["startMs"], {})[accuracy["modelId"]] = accuracy
+            return [
+                models
+                for models in windows.values()
+                if len(models) == 2 and len({a["agreement"] for a in models.values()}) == 1
+            ]
 
-        accuracy = compared(
-            kafka.read_until("iris-classified-window-accuracy", lambda ms: len(compared(ms)) == 2, timeout=60)
+        (accuracy, *_) = compared(
+            kafka.read_until("iris-classified-window-accuracy", lambda ms: bool(compared(ms)), timeout=60)
         )
         pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
         metrics = [w.get("/metrics")[2].decode() for w in workers]
@@ -237,7 +246,6 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
     assert (accuracy[DEFAULT_ID]["role"], accuracy[SECOND_ID]["role"]) == ("serving", "shadow")
     for model in accuracy.values():
         assert 0 < model["total"] and 0 <= model["accuracy"] <= 1 and 0 <= model["agreement"] <= 1
-    assert accuracy[DEFAULT_ID]["agreement"] == accuracy[SECOND_ID]["agreement"]
     for page, text in zip(pages, metrics):  # on both workers
         assert (page["serving"]["modelId"], page["shadow"]["modelId"]) == (DEFAULT_ID, SECOND_ID)
         assert f'iris_model_info{{model_id="{SECOND_ID}",role="shadow"}} 1.0' in text
