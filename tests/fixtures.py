@@ -135,7 +135,7 @@ class Kafka:
 class Worker:
     """A `faust -A iris_app worker` process; its output is kept and watched for a line."""
 
-    def __init__(self, env: dict[str, str], datadir: Path) -> None:
+    def __init__(self, env: dict[str, str], datadir: Path, checkout: Path = REPO) -> None:
         self.lines: list[str] = []
         self.datadir = datadir
         self._ready = threading.Event()
@@ -154,9 +154,9 @@ class Worker:
                 "--web-port",
                 str(self.port),
             ],
-            cwd=REPO,
+            cwd=checkout,
             # PYTHONFAULTHANDLER: SIGABRT prints every thread's stack (see dump_stacks).
-            env={**os.environ, "PYTHONFAULTHANDLER": "1", **env},
+            env={**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONPATH": str(checkout), **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
