@@ -7,7 +7,8 @@ sent so far comes out classified: SIGKILL or SIGTERM, then a restart on the same
 or on a fresh data directory, or a broker outage (a TCP proxy between the workers
 and the broker drops every connection for 20 s). At the end it stops producing and
 waits for the rest, then prints records lost and duplicated, partitions stalled
-(records left to read and none read for 60 s), and the time each cycle took to
+(records left to read and none read for 60 s), workers whose /health is not 200
+within 60 s of the end, and the time each cycle took to
 recover (all records sent before it classified). Not a test: it takes minutes.
 """
 
@@ -66,6 +67,14 @@ async def whereabouts(bootstrap: str, key: bytes) -> list[str]:
         await consumer.stop()
 
 
+def healthy_within(worker: Worker, seconds: float) -> tuple[int, str, bytes]:
+    """The worker's /health answer once it is 200, or the last one after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while (answer := worker.get("/health"))[0] != 200 and time.monotonic() < deadline:
+        time.sleep(1)
+    return answer
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cycles", type=int, default=50)
@@ -121,7 +130,12 @@ def main() -> None:
                 )
             traffic.stop_producing()
             missing = traffic.wait_classified(timeout=300)
-            stalled = [w.url for w in workers if w.get("/health")[0] != 200]
+            health = [healthy_within(w, 60) for w in workers]  # a rebalance may follow the last cycle
+            stalled = [
+                f"{w.url}: {body.decode()[:300]}"
+                for w, (status, _, body) in zip(workers, health)
+                if status != 200
+            ]
             for key in missing[:10]:
                 print(f"missing {key!r}: " + "; ".join(asyncio.run(whereabouts(traffic.bootstrap, key))))
         finally:
@@ -135,6 +149,8 @@ def main() -> None:
     print(f"lost (never classified): {len(missing)}")
     print(f"classified more than once: {duplicated} ({100 * duplicated / max(sent, 1):.2f} %)")
     print(f"cycles not recovered within 240 s: {failures}; workers not healthy at the end: {len(stalled)}")
+    for line in stalled:
+        print(f"  {line}")
     print("| disruption | cycles | recovery s (median) | max |")
     print("|---|---|---|---|")
     for action, times in recoveries.items():

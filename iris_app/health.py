@@ -143,10 +143,12 @@ class Watchdog:
 
     async def check(self) -> None:
         now = self.clock()
-        if self.app.rebalancing or self.app.tables.recovery.in_recovery:
-            self.progress.restart(now)  # partitions wait for the rebalance: not a stall
-            return
-        assigned = {tp for tp in self.app.consumer.assignment() if tp.topic in self.topics}
+        # The broker is asked even while partitions move: a broker back after an outage is said at once,
+        # not after the rebalance it often brings.
+        settling = self.app.rebalancing or self.app.tables.recovery.in_recovery
+        assigned = (
+            set() if settling else {tp for tp in self.app.consumer.assignment() if tp.topic in self.topics}
+        )
         try:
             committed, ends = await self.probe.offsets(
                 TopicPartition(tp.topic, tp.partition) for tp in assigned
@@ -159,6 +161,9 @@ class Watchdog:
         if self.broker_error is not None:
             log.info("The broker answers again")
         self.broker_error = None
+        if settling:
+            self.progress.restart(now)  # partitions wait for the rebalance: not a stall
+            return
         self.progress.observe(committed, ends, now)
         self.stalled = self.progress.stalled(now)
         metrics.consumer_lag.clear()

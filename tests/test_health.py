@@ -117,6 +117,14 @@ def test_the_watchdog_names_a_stalled_partition_seeks_it_back_and_says_when_the_
             proxy.restore()
             await watchdog.check()
             assert watchdog.reason is None
+
+            proxy.cut()  # an outage, and after it the rebalance it often brings
+            await watchdog.check()
+            assert watchdog.reason.startswith("cannot reach the broker")
+            proxy.restore()
+            app.rebalancing = True
+            await watchdog.check()
+            assert watchdog.reason is None  # not a stale "cannot reach the broker" until the rebalance ends
             await watchdog.probe.stop()
 
         asyncio.run(scenario())
