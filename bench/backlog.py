@@ -19,45 +19,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from fixtures import Worker  # noqa: E402
 
+from bench import create_topics, produce, records  # noqa: E402
 from iris_app.broker import LocalBroker  # noqa: E402
-from iris_app.samples import read_samples  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
     """User and system CPU seconds of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def produce(bootstrap: str, n: int, samples: list[dict]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic("iris", 4, 1)])
-    finally:
-        await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=1 << 20)
-    await producer.start()
-    try:
-        now = int(time.time() * 1000)
-        sent = [
-            await producer.send(
-                "iris", orjson.dumps(samples[i % len(samples)]), key=b"k%d" % i, timestamp_ms=now + i // 100
-            )
-            for i in range(n)
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
 
 
 def classified(worker: Worker) -> float:
@@ -69,9 +43,11 @@ def classified(worker: Worker) -> float:
     )
 
 
-def run(checkout: Path, n: int, samples: list[dict], tmp: Path) -> str:
+def run(checkout: Path, n: int, tmp: Path) -> str:
     with LocalBroker() as broker:
-        asyncio.run(produce(broker.url.removeprefix("kafka://"), n, samples))
+        bootstrap = broker.url.removeprefix("kafka://")
+        asyncio.run(create_topics(bootstrap))
+        asyncio.run(produce(bootstrap, records(n)))
         worker = Worker({"KAFKA_BROKER": broker.url, "IRIS_GENERATOR_INTERVAL": "0"}, tmp / "w", checkout)
         try:
             worker.wait_ready()
@@ -99,11 +75,10 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=150_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    samples = read_samples(REPO / "data" / "iris.csv")
     for _ in range(args.repeats):
         for checkout in args.checkouts:
             tmp = Path(tempfile.mkdtemp(prefix="iris-backlog-"))
-            print(run(checkout.resolve(), args.records, samples, tmp), flush=True)
+            print(run(checkout.resolve(), args.records, tmp), flush=True)
 
 
 if __name__ == "__main__":
