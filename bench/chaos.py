@@ -67,14 +67,6 @@ async def whereabouts(bootstrap: str, key: bytes) -> list[str]:
         await consumer.stop()
 
 
-def healthy_within(worker: Worker, seconds: float) -> tuple[int, str, bytes]:
-    """The worker's /health answer once it is 200, or the last one after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while (answer := worker.get("/health"))[0] != 200 and time.monotonic() < deadline:
-        time.sleep(1)
-    return answer
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cycles", type=int, default=50)
@@ -130,12 +122,8 @@ def main() -> None:
                 )
             traffic.stop_producing()
             missing = traffic.wait_classified(timeout=300)
-            health = [healthy_within(w, 60) for w in workers]  # a rebalance may follow the last cycle
-            stalled = [
-                f"{w.url}: {body.decode()[:300]}"
-                for w, (status, _, body) in zip(workers, health)
-                if status != 200
-            ]
+            health = [w.health_within(200, 60) for w in workers]  # a rebalance may follow the last cycle
+            stalled = [f"{w.url}: {body}" for w, (status, body) in zip(workers, health) if status != 200]
             for key in missing[:10]:
                 print(f"missing {key!r}: " + "; ".join(asyncio.run(whereabouts(traffic.bootstrap, key))))
         finally:

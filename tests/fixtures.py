@@ -186,6 +186,14 @@ class Worker:
         except urllib.error.HTTPError as error:
             return error.code, error.headers.get_content_type(), error.read()
 
+    def health_within(self, status: int, timeout: float) -> tuple[int, dict]:
+        """Poll /health until it answers `status` or `timeout` passes; its last status and JSON (an HTTP
+        status has no event to wait on)."""
+        deadline = time.monotonic() + timeout
+        while (answer := self.get("/health"))[0] != status and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return answer[0], orjson.loads(answer[2])
+
     def dump_stacks(self) -> str:
         """Abort a hung worker, and return its last lines with every thread's stack."""
         self.process.send_signal(signal.SIGABRT)

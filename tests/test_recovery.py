@@ -91,14 +91,10 @@ def test_a_stopped_and_a_killed_worker_lose_no_record_and_every_count_stays_exac
 
 
 def wait_for_health(worker: Worker, status: int, timeout: float) -> dict:
-    """Poll /health until it answers `status`; its JSON (an HTTP status has no event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        code, _, body = worker.get("/health")
-        if code == status:
-            return orjson.loads(body)
-        assert time.monotonic() < deadline, f"/health still {code} {body!r} after {timeout} s"
-        time.sleep(0.5)
+    """/health's JSON once it answers `status`."""
+    code, health = worker.health_within(status, timeout)
+    assert code == status, f"/health still {code} {health} after {timeout} s"
+    return health
 
 
 def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_exactly(tmp_path, scorer):
