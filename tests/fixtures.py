@@ -73,6 +73,7 @@ class Message:
     timestamp: int
     partition: int
     headers: tuple = ()
+    offset: int = -1
 
     def json(self) -> dict:
         return orjson.loads(self.value)
@@ -120,7 +121,8 @@ class Kafka:
                         batches = await consumer.getmany(timeout_ms=500)
                         for batch in batches.values():
                             messages += [
-                                Message(m.key, m.value, m.timestamp, m.partition, m.headers) for m in batch
+                                Message(m.key, m.value, m.timestamp, m.partition, m.headers, m.offset)
+                                for m in batch
                             ]
                 return messages
             finally:
@@ -130,6 +132,18 @@ class Kafka:
             return asyncio.run(run())
         except TimeoutError:
             raise AssertionError(f"{topic}: condition not met within {timeout} s") from None
+
+    def read_all(self, topic: str, quiet: float = 3.0) -> list[Message]:
+        """Every message of `topic`, read until nothing new comes for `quiet` seconds (tansu's end
+        offsets are not to be trusted: docs/SPEC.md)."""
+        last = [time.monotonic(), 0]
+
+        def settled(messages: list[Message]) -> bool:
+            if len(messages) != last[1]:
+                last[:] = time.monotonic(), len(messages)
+            return time.monotonic() - last[0] > quiet
+
+        return self.read_until(topic, settled, timeout=600)
 
 
 class Worker:

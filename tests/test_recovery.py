@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 import orjson
-from fixtures import MINUTE_MS, REPO, TABLES_MOVE, Kafka, Proxy, Traffic, Worker, predicted_labels
+from fixtures import MINUTE_MS, REPO, TABLES_MOVE, Kafka, Message, Proxy, Traffic, Worker, predicted_labels
 
 from iris_app.broker import LocalBroker, free_port
 from iris_app.samples import read_samples
@@ -126,17 +126,17 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
             inputs = {
                 m.key: m for m in Kafka(broker.url).read_until("iris", lambda ms: sent <= {m.key for m in ms})
             }
+            labels = predicted_labels(scorer, [inputs[key].json() for key in traffic.sent])
             truth = Counter(
-                (m.json()["species"], label, window_start(m.timestamp, MINUTE_MS))
-                for m, label in zip(
-                    (inputs[key] for key in traffic.sent),
-                    predicted_labels(scorer, [inputs[key].json() for key in traffic.sent]),
-                )
+                (inputs[key].json()["species"], label, window_start(inputs[key].timestamp, MINUTE_MS))
+                for key, label in zip(traffic.sent, labels)
             )
             try:
                 counted = counts_reaching(Kafka(broker.url), truth, timeout=120)
-            except AssertionError as short:
-                raise AssertionError(f"{short}\n{report(workers)}") from None
+            except ShortCounts as short:
+                sources = [(inputs[key], label) for key, label in zip(traffic.sent, labels)]
+                trails = [count_trail(Kafka(broker.url), window, sources) for window in short.short]
+                raise AssertionError(f"{short}\n{''.join(trails)}\n{report(workers)}") from None
         finally:
             traffic.close()
             for w in workers:
@@ -184,7 +184,64 @@ def counts_reaching(kafka: Kafka, truth: Counter, timeout: float) -> dict[tuple,
         until = time.monotonic() + 10  # everything the topic holds, read for 10 s
         now = latest(kafka.read_until("iris-classified-window-counts", lambda _: time.monotonic() > until))
         short = {k: (now.get(k, 0), n) for k, n in truth.items() if now.get(k, 0) < n}
-        raise AssertionError(f"{slow_or_short}; (count, truth) of the short windows: {short}") from None
+        raise ShortCounts(f"{slow_or_short}; (count, truth) of the short windows: {short}", short) from None
+
+
+class ShortCounts(AssertionError):
+    def __init__(self, message: str, short: dict[tuple, tuple[int, int]]) -> None:
+        super().__init__(message)
+        self.short = short  # (species, predictedSpecies, startMs) -> (count, truth)
+
+
+def count_trail(kafka: Kafka, window: tuple[str, str, int], sources: list[tuple[Message, str]]) -> str:
+    """Why a window's count is short: its records that no delta carried, and those a delta carried but
+    the count skipped (replaying the deltas as steps.add_count does), with the delta that set the mark."""
+    species, predicted, start = window
+    expected = {
+        (m.partition, m.offset)
+        for m, label in sources
+        if (m.json()["species"], label, window_start(m.timestamp, MINUTE_MS)) == window
+    }
+    deltas = [
+        (m, m.json())
+        for m in kafka.read_all("iris-window-deltas")
+        if (m.json()["species"], m.json()["predictedSpecies"], m.json()["startMs"]) == window
+    ]
+    carried, counted, marks, lines = set(), set(), {}, []
+    for m, delta in deltas:
+        for partition, offsets in delta["offsets"].items():
+            p = int(partition)
+            carried |= {(p, o) for o in offsets}
+            mark, mark_by = marks.get(p, (-1, None))
+            skipped = {(p, o) for o in offsets if o <= mark} - counted
+            counted |= {(p, o) for o in offsets if o > mark}
+            if offsets and max(offsets) > mark:
+                marks[p] = (max(offsets), m.offset)
+            if skipped:
+                lines.append(f"  delta @{m.offset} skipped {sorted(skipped)}: mark {mark}, delta @{mark_by}")
+    listing = [
+        f"  @{m.offset} t={m.timestamp} "
+        + " ".join(f"{p}:{min(o)}-{max(o)}({len(o)})" for p, o in d["offsets"].items() if o)
+        for m, d in deltas
+    ]
+    changelog = [
+        f"  @{m.offset} t={m.timestamp} {m.value[:200]!r}"
+        for m in kafka.read_all("iris_app-window-counts-changelog")
+        if m.key and f"{species}/{predicted}".encode() in m.key and str(start // 1000).encode() in m.key
+    ]
+    return "\n".join(
+        [
+            f"--- {window}: {len(expected)} records, {len(carried & expected)} carried by deltas, "
+            f"{len(counted & expected)} counted replaying them; carried by no delta: "
+            f"{sorted(expected - carried)[:20]}; counted but not expected: {sorted(counted - expected)[:20]}",
+            *lines,
+            "deltas:",
+            *listing[-60:],
+            "changelog (last 10):",
+            *changelog[-10:],
+            "",
+        ]
+    )
 
 
 def test_a_worker_cut_off_from_the_broker_says_so_and_afterwards_classifies_every_record(tmp_path):
