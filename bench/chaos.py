@@ -15,7 +15,6 @@ recover (all records sent before it classified). Not a test: it takes minutes.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import logging
 import signal
@@ -28,43 +27,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
-from fixtures import Proxy, Traffic, Worker  # noqa: E402
+from fixtures import Proxy, Traffic, Worker, whereabouts  # noqa: E402
 
 from iris_app.broker import LocalBroker, free_port  # noqa: E402
 from iris_app.samples import read_samples  # noqa: E402
 
 ACTIONS = [f"{kill}, {where} datadir" for where in ("same", "fresh") for kill in ("SIGKILL", "SIGTERM")]
 OUTAGE = "broker outage, 20 s"
-
-
-async def whereabouts(bootstrap: str, key: bytes) -> list[str]:
-    """Where a record is on the input, output and dead-letter topics: lost, or missed by the reader?"""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()  # the metadata of every topic, asked before an assignment narrows it
-        topics = {
-            topic: [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            for topic in ("iris", "iris-classified", "iris-dlq")
-        }
-        found = []
-        for topic, partitions in topics.items():
-            if not partitions:
-                found.append(f"{topic}: no such topic")
-                continue
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            places, quiet = [], 0
-            while quiet < 3:  # to the end: tansu's end offsets are not to be trusted (docs/SPEC.md)
-                batches = await consumer.getmany(timeout_ms=1000)
-                quiet = 0 if batches else quiet + 1
-                for tp, batch in batches.items():
-                    places += [f"{tp.partition}@{m.offset} {m.value[:120]!r}" for m in batch if m.key == key]
-            found.append(f"{topic}: {', '.join(places) or 'not there'}")
-        return found
-    finally:
-        await consumer.stop()
 
 
 def main() -> None:
@@ -124,8 +93,8 @@ def main() -> None:
             missing = traffic.wait_classified(timeout=300)
             health = [w.health_within(200, 60) for w in workers]  # a rebalance may follow the last cycle
             stalled = [f"{w.url}: {body}" for w, (status, body) in zip(workers, health) if status != 200]
-            for key in missing[:10]:
-                print(f"missing {key!r}: " + "; ".join(asyncio.run(whereabouts(traffic.bootstrap, key))))
+            if missing:
+                print(f"missing, e.g.:\n{whereabouts(traffic.bootstrap, missing[:10])}")
         finally:
             traffic.close()
             for w in workers:

@@ -146,6 +146,23 @@ class Kafka:
         return self.read_until(topic, settled, timeout=600)
 
 
+def whereabouts(url: str, keys: list[bytes]) -> str:
+    """Where records are on the input, output and dead-letter topics: lost, or missed by a reader?"""
+    wanted, kafka, lines = set(keys), Kafka(url), []
+    for topic in ("iris", "iris-classified", "iris-dlq"):
+        places: dict[bytes, list[str]] = {key: [] for key in keys}
+        for m in kafka.read_all(topic):
+            if m.key in wanted:
+                source = dict(m.headers).get("iris-source-offset")
+                places[m.key].append(
+                    f"{m.partition}@{m.offset}" + (f" from @{source.decode()}" if source else "")
+                )
+        lines.append(
+            f"{topic}: " + "; ".join(f"{key.decode()} {', '.join(at) or '-'}" for key, at in places.items())
+        )
+    return "\n".join(lines)
+
+
 class Worker:
     """A `faust -A iris_app worker` process; its output is kept and watched for a line."""
 

@@ -8,9 +8,21 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import orjson
-from fixtures import MINUTE_MS, REPO, TABLES_MOVE, Kafka, Message, Proxy, Traffic, Worker, predicted_labels
+from fixtures import (
+    MINUTE_MS,
+    REPO,
+    TABLES_MOVE,
+    Kafka,
+    Message,
+    Proxy,
+    Traffic,
+    Worker,
+    predicted_labels,
+    whereabouts,
+)
 
 from iris_app.broker import LocalBroker, free_port
 from iris_app.samples import read_samples
@@ -117,7 +129,8 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
                 workers[victim].wait_ready()
                 missing = traffic.wait_classified(timeout=120)
                 assert not missing, (
-                    f"cycle {cycle}: {len(missing)} records not classified, e.g. {missing[:5]}"
+                    f"cycle {cycle}: {len(missing)} records not classified, e.g. {missing[:5]}\n"
+                    f"{whereabouts(broker.url, missing[:5])}\n{report(workers, tmp_path)}"
                 )
             traffic.stop_producing()
             missing = traffic.wait_classified(timeout=120)
@@ -136,7 +149,7 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
             except ShortCounts as short:
                 sources = [(inputs[key], label) for key, label in zip(traffic.sent, labels)]
                 trails = [count_trail(Kafka(broker.url), window, sources) for window in short.short]
-                raise AssertionError(f"{short}\n{''.join(trails)}\n{report(workers)}") from None
+                raise AssertionError(f"{short}\n{''.join(trails)}\n{report(workers, tmp_path)}") from None
         finally:
             traffic.close()
             for w in workers:
@@ -151,10 +164,12 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
     }
 
 
-def report(workers: list[Worker]) -> str:
-    """What each worker says of itself: its lag, stalls and expired deltas, and its last log lines."""
+def report(workers: list[Worker], logs: Path) -> str:
+    """What each worker says of itself: its lag, stalls and expired deltas, and its last log lines (the whole
+    log is written to `logs`)."""
     parts = []
     for i, worker in enumerate(workers):
+        (logs / f"worker{i}.log").write_text("".join(worker.lines))
         metrics = worker.get("/metrics")[2].decode().splitlines()
         said = [
             line
