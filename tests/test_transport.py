@@ -1,15 +1,100 @@
-"""The app's producer (faust_ext/transport.py): record batches as large as a request, and the metadata
-of every topic it sends to."""
+"""The app's consumer and producer (faust_ext/transport.py): records delivered in order from where the
+partition was seeked to, commits that never pass an unacknowledged record; record batches as large as a
+request, and the metadata of every topic it sends to."""
 
 from __future__ import annotations
 
 import asyncio
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP
 from fixtures import keyed, now_ms
 
-from iris_app.faust_ext.transport import App, TopicTrackingProducer
+from iris_app.faust_ext.transport import App, Consumer, TopicTrackingProducer
 from iris_app.models import Output
+
+IRIS_0 = TP("iris", 0)
+
+
+def consumer() -> Consumer:
+    """The app's consumer, not started: no broker is asked anything."""
+    return App("consumer-test", broker="kafka://localhost:9").consumer
+
+
+def drain(consumer: Consumer, steps: list) -> list[int]:
+    """The offsets the drain loop delivers, given what each fetch returns (offsets of `iris` partition 0) or
+    what happens between fetches (a coroutine function run with the consumer)."""
+    delivered: list[int] = []
+    fetcher = App("fetcher", broker="kafka://localhost:9").consumer  # a service: its `_stopped` ends the loop
+
+    async def next_records() -> dict:
+        while steps:
+            step = steps.pop(0)
+            if callable(step):
+                await step(consumer)
+                continue
+            return {IRIS_0: [ConsumerRecord("iris", 0, o, 0, 0, None, b"{}", None, 0, 2, ()) for o in step]}
+        fetcher._stopped.set()
+        return {}
+
+    async def deliver(message) -> None:
+        delivered.append(message.offset)
+
+    async def nowhere(*args) -> None:
+        return None
+
+    consumer._next_records, consumer.callback, consumer._seek = next_records, deliver, nowhere
+    consumer._raw_queue, consumer.highwater = nowhere, lambda tp: 0
+    consumer.app.topics.acks_enabled_for = lambda topic: True
+    consumer.flow_active = True
+    asyncio.run(consumer._drain_messages(fetcher))
+    return delivered
+
+
+def seek_to_committed(offset: int):
+    """A step: the consumer seeks to the committed offsets (Faust's perform_seek), `offset` for iris 0."""
+
+    async def seek(consumer: Consumer) -> None:
+        async def committed() -> dict:
+            return {IRIS_0: offset}
+
+        consumer.seek_to_committed = committed
+        await consumer.perform_seek()
+
+    return seek
+
+
+def test_records_fetched_before_the_seek_to_the_committed_offset_are_not_delivered():
+    """Faust resumes the flow for table recovery before it seeks a new assignment's partitions: a fetch
+    meanwhile, from where the partition was read before the rebalance, went through out of order."""
+    c = consumer()
+    assert drain(c, [[40, 41], seek_to_committed(10), [10, 11, 12]]) == [10, 11, 12]
+
+
+def test_a_fetch_that_jumps_past_unread_records_is_read_again_from_the_first_of_them():
+    c = consumer()
+    seeks = []
+    c_seek = c.seek
+
+    async def seek(partition, offset):
+        seeks.append(offset)
+        await c_seek(partition, offset)
+
+    c.seek = seek
+    assert drain(c, [seek_to_committed(10), [10, 11], [40, 41], [12, 13]]) == [10, 11, 12, 13]
+    assert seeks == [12]
+
+
+def test_a_commit_never_passes_a_record_still_unacknowledged_at_the_committed_offset():
+    """Faust commits a run of acknowledged offsets that starts one past the committed offset
+    (faust-streaming #606): the record at the committed offset, still being handled, was committed past."""
+    c = consumer()
+    c._committed_offset[IRIS_0] = 100
+    c._acked[IRIS_0] += [102, 101, 103]  # as Consumer.ack appends them
+    assert c._new_offset(IRIS_0) is None
+    c._acked[IRIS_0].append(100)
+    assert c._new_offset(IRIS_0) == 104
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:

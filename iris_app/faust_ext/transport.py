@@ -14,6 +14,10 @@ What it changes, and why (written for faust-streaming 0.15.3 and aiokafka 0.14.0
   compaction or transactions make, and the app's inputs have neither); and the
   read offset always means the last offset delivered (after a seek Faust recorded
   the next one to read, so a fetch that began one record late lost that record).
+  A partition's records are delivered only once it is seeked to its committed offset
+  in this assignment: Faust resumes the flow for table recovery before that seek, and
+  a fetch meanwhile (records buffered from before the rebalance) went through
+  unchecked, out of order, which made a window's count skip the records it jumped.
   Errors of the loop are logged, as Faust logs them. A partition read by one
   stream of raw bytes (`iris`) skips the conductor's per-message coroutines
   (flow control, the producer buffer's wait, decoding: once per fetch instead),
@@ -21,7 +25,9 @@ What it changes, and why (written for faust-streaming 0.15.3 and aiokafka 0.14.0
 - The fetch: no idling while a stream buffer is full (aiokafka fetches nothing
   from a broker while a paused partition's records sit unread), and a broker may
   hold an empty fetch 100 ms, not Faust's hard-coded 1.5 s.
-- Revoked partitions: their acknowledged offsets are committed before Faust
+- Commits: never past the committed offset's own record while it is unacknowledged
+  (Faust lets a run of acknowledged offsets start one past it: faust-streaming #606).
+  Revoked partitions: their acknowledged offsets are committed before Faust
   forgets them, so the next owner does not read them again.
 - The producer: `send_batches` sends a batch of records as one record batch per
   partition, as large as a request may be (`producer_max_request_size`), not
@@ -77,6 +83,9 @@ class Consumer(aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._buffer_dropped = asyncio.Event()
         self._raw_queues: dict[TP, RawQueue] = {}
+        # Partitions of this assignment seeked to where reading goes on (perform_seek, seek): only
+        # their records are delivered. Until then a fetch may hold records from anywhere (below).
+        self._positioned: set[TP] = set()
 
     def on_buffer_drop(self, tp: TP) -> None:
         super().on_buffer_drop(tp)
@@ -116,6 +125,13 @@ class Consumer(aiokafka.Consumer):
                         # or the producer buffer): a record delivered now would carry the new generation
                         # though it was fetched before the seek. The rest is dropped, as Faust drops it.
                         break
+                    if acked_topic and tp not in self._positioned:
+                        # Faust resumes the flow for table recovery before it seeks the new assignment's
+                        # partitions to their committed offsets: a fetch meanwhile may hold records from
+                        # where the partition was read before (a record buffered since, say), and with
+                        # no read offset to compare they would be delivered, out of order and past
+                        # records not read yet. They are read again from the committed offset.
+                        continue
                     for record in records:
                         offset, last = record.offset, read_offset[tp]
                         if last is not None and offset <= last:
@@ -211,13 +227,26 @@ class Consumer(aiokafka.Consumer):
         if fresh and self.app.conf.consumer_auto_offset_reset == "earliest":
             await self._thread.seek_to_beginning(*fresh)
         self._read_offset.update({tp: read_before(offset) for tp, offset in committed.items()})
-        self._committed_offset.update(
-            {tp: offset or None for tp, offset in committed.items() if offset is not None}
-        )
+        self._positioned.update(committed)
+        self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset is not None})
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset to commit: Faust's, held back while the committed offset's own record is unacknowledged.
+
+        Faust commits the first run of acknowledged offsets if it starts at most one past
+        the committed offset (faust-streaming #606): a record at the committed offset still
+        being handled was committed past, and lost if the worker stopped before it was done.
+        The app's inputs have no gaps to step over, so the run must start at the committed offset.
+        """
+        acked, committed = self._acked[tp], self._committed_offset[tp]
+        if acked and committed is not None and min(acked) > committed:
+            return None
+        return super()._new_offset(tp)
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
         self._read_offset[partition] = read_before(offset)
+        self._positioned.add(partition)
 
     def _same_assignment(self, generation: int) -> bool:
         """True while the flow runs and no rebalance has happened since `generation`."""
@@ -230,6 +259,7 @@ class Consumer(aiokafka.Consumer):
         only then stops the flow; what was acknowledged but not yet committed would be
         read again by the next owner.
         """
+        self._positioned.difference_update(revoked)
         if revoked and not self.app.should_stop:
             try:
                 await self.commit(revoked)
