@@ -66,10 +66,11 @@ def seek_to_committed(offset: int):
 
 
 def test_records_fetched_before_the_seek_to_the_committed_offset_are_not_delivered():
-    """Faust resumes the flow for table recovery before it seeks a new assignment's partitions: a fetch
-    meanwhile, from where the partition was read before the rebalance, went through out of order."""
+    """Faust resumes the flow for table recovery before it seeks a new assignment's partitions. A fetch
+    begun before the rebalance, after the last record read (10, not yet acknowledged, so committed
+    there), went through first: out of order, and taken by Faust's commit rule for the run to commit."""
     c = consumer()
-    assert drain(c, [[40, 41], seek_to_committed(10), [10, 11, 12]]) == [10, 11, 12]
+    assert drain(c, [[11, 12], seek_to_committed(10), [10, 11, 12]]) == [10, 11, 12]
 
 
 def test_a_fetch_that_jumps_past_unread_records_is_read_again_from_the_first_of_them():
