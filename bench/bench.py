@@ -1,6 +1,6 @@
 """Benchmark: the app's worker(s) against a plain aiokafka loop doing the same work.
 
-    .venv/bin/python bench/bench.py [--records 200000] [--repeats 1] [--rate 2000]
+    .venv/bin/python bench/bench.py [--records 200000] [--repeats 1] [--rate 2000] [--beside CHECKOUT]
 
 For each implementation, on a fresh local broker: pre-produce N records (4
 partitions), start it, and time its outputs (sustained records/s between 5 % and
@@ -8,6 +8,9 @@ partitions), start it, and time its outputs (sustained records/s between 5 % and
 (N classified, labels equal direct scoring, latest counts sum to N). A paced run
 (--rate records/s for --seconds) gives the latency from produce to classified
 output. Prints one table with medians over --repeats, and the app/reference ratio.
+--beside runs one worker of another checkout of the repository too (a previous
+main, say), in turn with the others: its ratio to the same reference loop, measured
+in the same run, is the like-for-like comparison.
 """
 
 from __future__ import annotations
@@ -61,8 +64,9 @@ class Result:
 class Processes:
     """The implementation's processes; their CPU time and peak RSS are read when they are reaped."""
 
-    def __init__(self, kind: str, workers: int, broker: str, datadir: Path) -> None:
-        env = {**os.environ, "KAFKA_BROKER": broker, "IRIS_GENERATOR_INTERVAL": "0", "PYTHONPATH": str(REPO)}
+    def __init__(self, kind: str, workers: int, broker: str, datadir: Path, checkout: Path = REPO) -> None:
+        env = {**os.environ, "KAFKA_BROKER": broker, "IRIS_GENERATOR_INTERVAL": "0"}
+        env["PYTHONPATH"] = str(checkout)
         self.started = time.monotonic()
         self.procs = []
         for i in range(workers):
@@ -85,7 +89,7 @@ class Processes:
                 "stdout": subprocess.DEVNULL,
                 "stderr": subprocess.DEVNULL if kind.startswith("app") else None,
             }
-            self.procs.append(subprocess.Popen(command, cwd=REPO, env=env, **quiet))
+            self.procs.append(subprocess.Popen(command, cwd=checkout, env=env, **quiet))
 
     def exited(self) -> bool:
         return any(proc.poll() is not None for proc in self.procs)
@@ -187,14 +191,16 @@ def latest_counts_sum(messages) -> int:
     return sum(latest.values())
 
 
-async def throughput_run(name: str, kind: str, workers: int, n: int, expected: dict, result: Result) -> None:
+async def throughput_run(
+    name: str, kind: str, workers: int, n: int, expected: dict, result: Result, checkout: Path = REPO
+) -> None:
     with LocalBroker() as broker, tempfile.TemporaryDirectory() as datadir:
         bootstrap = broker.url.removeprefix("kafka://")
         await create_topics(bootstrap)
         batch = records(n)
         await produce(bootstrap, batch)
         await set_shadow(kind, bootstrap)
-        procs = Processes(kind, workers, broker.url, Path(datadir))
+        procs = Processes(kind, workers, broker.url, Path(datadir), checkout)
         try:
             async with Reader(bootstrap, "iris-classified") as out:
                 finished = await out.read_until(
@@ -240,13 +246,13 @@ async def set_shadow(kind: str, bootstrap: str) -> None:
 
 
 async def latency_run(
-    name: str, kind: str, workers: int, rate: float, seconds: float, result: Result
+    name: str, kind: str, workers: int, rate: float, seconds: float, result: Result, checkout: Path = REPO
 ) -> None:
     with LocalBroker() as broker, tempfile.TemporaryDirectory() as datadir:
         bootstrap = broker.url.removeprefix("kafka://")
         await create_topics(bootstrap)
         await set_shadow(kind, bootstrap)
-        procs = Processes(kind, workers, broker.url, Path(datadir))
+        procs = Processes(kind, workers, broker.url, Path(datadir), checkout)
         try:
             async with Reader(bootstrap, "iris-classified") as out:
                 await produce(bootstrap, records(1, seed=1))  # warm up: wait until it answers
@@ -278,6 +284,7 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=2000, help="records/s of the paced latency run")
     parser.add_argument("--seconds", type=float, default=15, help="length of the paced run")
     parser.add_argument("--only", choices=list(IMPLEMENTATIONS), action="append")
+    parser.add_argument("--beside", type=Path, action="append", default=[], help="another checkout's app")
     args = parser.parse_args()
 
     scorer = Scorer(REPO / "mojo")
@@ -286,22 +293,25 @@ async def main() -> None:
     labels = [p.label for p in scorer.predict([[r[m] for m in FEATURES] for r in rows])]
     expected = {key: label for (key, _), label in zip(batch, labels)}
 
-    results = {name: Result() for name in args.only or IMPLEMENTATIONS}
+    implementations = {name: (*IMPLEMENTATIONS[name], REPO) for name in args.only or IMPLEMENTATIONS}
+    for checkout in args.beside:
+        implementations[f"app, 1 worker, {checkout}"] = ("app", 1, checkout.resolve())
+    results = {name: Result() for name in implementations}
     for repeat in range(args.repeats):
         for name, result in results.items():
-            kind, workers = IMPLEMENTATIONS[name]
+            kind, workers, checkout = implementations[name]
             print(
                 f"[{repeat + 1}/{args.repeats}] {name}: {args.records:,} records ...",
                 file=sys.stderr,
                 flush=True,
             )
-            await throughput_run(name, kind, workers, args.records, expected, result)
+            await throughput_run(name, kind, workers, args.records, expected, result, checkout)
             print(
                 f"[{repeat + 1}/{args.repeats}] {name}: paced at {args.rate:,.0f}/s ...",
                 file=sys.stderr,
                 flush=True,
             )
-            await latency_run(name, kind, workers, args.rate, args.seconds, result)
+            await latency_run(name, kind, workers, args.rate, args.seconds, result, checkout)
 
     print(
         f"\n{args.records:,} records, {PARTITIONS} partitions, medians of {args.repeats} run(s);"
@@ -328,6 +338,11 @@ async def main() -> None:
     if app and ref and app.throughput and ref.throughput:
         ratio = statistics.median(app.throughput) / statistics.median(ref.throughput)
         print(f"\napp (1 worker) / reference: {ratio:.2f}")
+    for checkout in args.beside:
+        beside = results[f"app, 1 worker, {checkout}"]
+        if ref and beside.throughput and ref.throughput:
+            ratio = statistics.median(beside.throughput) / statistics.median(ref.throughput)
+            print(f"app (1 worker) of {checkout} / the same reference: {ratio:.2f}")
     shadow = results.get("app, 1 worker, shadow model")
     if app and shadow and app.throughput and shadow.throughput:
         ratio = statistics.median(shadow.throughput) / statistics.median(app.throughput)
