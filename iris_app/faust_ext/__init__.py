@@ -6,9 +6,11 @@ WRITTEN_FOR, and `check_versions()` stops a worker on any other:
 
 - `transport.py`: the consumer's drain loop without its per-message tasks and
   locks (speed), which never marks a record read across a rebalance (the
-  stall); a watchdog's view of committed and end offsets; commits of revoked
-  partitions; a producer that sends record batches and keeps every topic's
-  metadata; the app's hooks that install them (`App`).
+  stall) and delivers a partition's records only in order from where it was
+  seeked to; commits that never pass an unacknowledged record (Faust's
+  off-by-one, faust-streaming #606), and of revoked partitions; a producer
+  that sends record batches and keeps every topic's metadata; the app's hooks
+  that install them (`App`).
 - `batches.py`: an agent's events taken a batch at a time from its channel
   buffer, tracked for acknowledgement as Faust's stream tracks them.
 - `tables.py`: windowed tables that expire windows by event time, and whose
