@@ -163,6 +163,8 @@ class Watchdog:
         self.broker_error = None
         if settling:
             self.progress.restart(now)  # partitions wait for the rebalance: not a stall
+            self.stalled = []  # and what stalled before it is read again from its committed offset
+            metrics.partition_stalled.clear()
             return
         self.progress.observe(committed, ends, now)
         self.stalled = self.progress.stalled(now)

@@ -101,6 +101,11 @@ def test_the_watchdog_names_a_stalled_partition_seeks_it_back_and_says_when_the_
             exposed = generate_latest(metrics.registry).decode()
             assert 'iris_partition_stalled{partition="0",topic="iris"} 1.0' in exposed
             assert 'iris_consumer_lag{partition="0",topic="iris"} 6.0' in exposed
+            app.rebalancing = True  # partitions move: they wait for the rebalance, and are sought anew
+            await watchdog.check()
+            assert watchdog.reason is None
+            assert "iris_partition_stalled{" not in generate_latest(metrics.registry).decode()
+            app.rebalancing = False
 
             await commit(bootstrap, "watchdog-test", 10)  # it moves again
             now[0] = 32.0
