@@ -314,6 +314,7 @@ class Traffic:
         self.rate = rate
         self.samples = samples
         self.sent: list[bytes] = []  # keys whose record the broker acknowledged, in order
+        self.produced = 0  # records handed to the producer so far: t0 … t<produced - 1>
         self.classified: Counter[bytes] = Counter()  # key -> times seen on iris-classified
         self._positions: dict[TopicPartition, int] = {}
         self._seen = threading.Condition()
@@ -340,6 +341,7 @@ class Traffic:
             while self._producing.is_set():
                 key = b"t%d" % i
                 value = orjson.dumps(self.samples[i % len(self.samples)])
+                self.produced = i + 1  # before the send: a record numbered at or above it comes later
                 pending.append((key, await producer.send("iris", value, key=key)))
                 i += 1
                 pending = self._settle(pending)
@@ -387,6 +389,10 @@ class Traffic:
                     self._seen.notify_all()
         finally:
             await consumer.stop()
+
+    def sent_from(self, number: int) -> list[bytes]:
+        """The keys sent so far whose number (t<number>) is `number` or above: produced after it was read."""
+        return [key for key in self.sent if int(key[1:]) >= number]
 
     def wait_count(self, n: int, timeout: float) -> None:
         """Wait until `n` records came out classified (records flow: a test may go on)."""

@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -101,6 +101,24 @@ def deploy(url: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def switched(workers: list[Worker], traffic: Traffic, shows: Callable[[Worker, dict], bool]) -> int:
+    """Wait until every worker `shows` the change (with its /model/ page), as promised within SWITCH_S; the
+    number of the next record produced, which every worker scores after the change."""
+    deadline = time.monotonic() + SWITCH_S
+    while not all(shows(w, orjson.loads(w.get("/model/")[2])) for w in workers):
+        pages = [w.get("/model/")[2] for w in workers]
+        assert time.monotonic() < deadline, f"no switch within {SWITCH_S} s: {pages}"
+        time.sleep(0.1)  # polled: the page is the one sign of a switch
+    return traffic.produced
+
+
+def serving(model_id: str, shadow: str | None = None) -> Callable[[Worker, dict], bool]:
+    def shows(worker: Worker, page: dict) -> bool:
+        return page["serving"]["modelId"] == model_id and (page["shadow"] or {}).get("modelId") == shadow
+
+    return shows
+
+
 def model_ids(kafka: Kafka, keys: list[bytes]) -> dict[bytes, set[str]]:
     """The modelId of each classified record of `keys` (a replayed record may come out twice)."""
     wanted = set(keys)
@@ -141,14 +159,13 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
 
         deployed = deploy(broker.url, str(SECOND))
         assert deployed.returncode == 0, deployed.stderr
-        time.sleep(SWITCH_S)  # the switch is promised within this time: what comes after must show it
-        after_deploy = len(traffic.sent)
+        after_deploy = switched(workers, traffic, serving(SECOND_ID))
         traffic.wait_count(len(traffic.classified) + 100, timeout=60)  # records flow under the new model
-        before_rollback = len(traffic.sent)
+        under_second = traffic.sent_from(after_deploy)
+        assert not traffic.wait_classified(timeout=60)  # all of them before the rollback
         rolled_back = deploy(broker.url, "--rollback")
         assert rolled_back.returncode == 0, rolled_back.stderr
-        time.sleep(SWITCH_S)
-        after_rollback = len(traffic.sent)
+        after_rollback = switched(workers, traffic, serving(DEFAULT_ID))
         traffic.wait_count(len(traffic.classified) + 100, timeout=60)
 
         corrupt = tmp_path / "corrupt"
@@ -165,7 +182,14 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
                 ],
             )
         )
-        time.sleep(SWITCH_S)
+        switched(  # each worker refuses it, says so on its page, in a metric and in one log line
+            workers,
+            traffic,
+            lambda worker, page: (
+                (page["refused"] or {}).get("modelId") == "broken"
+                and any("Refused model broken" in line for line in worker.lines)
+            ),
+        )
         pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
         refusals = [w.get("/metrics")[2].decode() for w in workers]
         logged = [[line for line in w.lines if "Refused model broken" in line] for w in workers]
@@ -174,13 +198,11 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
         listed = deploy(broker.url, "--list")
         ids = model_ids(kafka, traffic.sent)
 
-    sent = traffic.sent
-    assert before and sent[after_deploy:before_rollback] and sent[after_rollback:], (
-        "records flowed throughout"
-    )
+    after_rolled_back = traffic.sent_from(after_rollback)
+    assert before and under_second and after_rolled_back, "records flowed throughout"
     assert all(ids[key] == {DEFAULT_ID} for key in before)
-    assert all(ids[key] == {SECOND_ID} for key in sent[after_deploy:before_rollback])
-    assert all(ids[key] == {DEFAULT_ID} for key in sent[after_rollback:])
+    assert all(ids[key] == {SECOND_ID} for key in under_second)
+    assert all(ids[key] == {DEFAULT_ID} for key in after_rolled_back)
     assert refused_here.returncode != 0 and "deploy refused" in refused_here.stderr
     for page in pages:
         assert page["serving"]["modelId"] == DEFAULT_ID
@@ -199,9 +221,8 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
         kafka = Kafka(broker.url)
         shadowed = deploy(broker.url, "--shadow", str(SECOND))
         assert shadowed.returncode == 0, shadowed.stderr
-        time.sleep(SWITCH_S)  # the shadow is promised within this time
-        after_shadow = len(traffic.sent)
-        traffic.wait_count(after_shadow + 100, timeout=60)
+        after_shadow = switched(workers, traffic, serving(DEFAULT_ID, shadow=SECOND_ID))
+        traffic.wait_count(len(traffic.classified) + 100, timeout=60)
 
         def compared(messages) -> list[dict[str, dict]]:
             """Each model's latest accuracy in a window where the two were compared, read at a moment when
@@ -222,13 +243,13 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
         )
         pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
         metrics = [w.get("/metrics")[2].decode() for w in workers]
-        before_promote = len(traffic.sent)
+        shadowed_only = traffic.sent_from(after_shadow)
+        assert not traffic.wait_classified(timeout=60)  # all of them before the promotion
 
         promoted = deploy(broker.url, "--promote")
         assert promoted.returncode == 0, promoted.stderr
-        time.sleep(SWITCH_S)
-        after_promote = len(traffic.sent)
-        traffic.wait_count(after_promote + 100, timeout=60)
+        after_promote = switched(workers, traffic, serving(SECOND_ID))
+        traffic.wait_count(len(traffic.classified) + 100, timeout=60)
         traffic.stop_producing()
         assert not traffic.wait_classified(timeout=60), "records stopped flowing"
         promoted_pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
@@ -240,9 +261,10 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
         finally:
             newcomer.stop()
 
-    sent = traffic.sent
+    promoted_only = traffic.sent_from(after_promote)
+    assert shadowed_only and promoted_only, "records flowed throughout"
     # The shadow's predictions never reach iris-classified: the serving model labels every record.
-    assert all(ids[key] == {DEFAULT_ID} for key in sent[after_shadow:before_promote])
+    assert all(ids[key] == {DEFAULT_ID} for key in shadowed_only)
     assert (accuracy[DEFAULT_ID]["role"], accuracy[SECOND_ID]["role"]) == ("serving", "shadow")
     for model in accuracy.values():
         assert 0 < model["total"] and 0 <= model["accuracy"] <= 1 and 0 <= model["agreement"] <= 1
@@ -251,7 +273,7 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
         assert f'iris_model_info{{model_id="{SECOND_ID}",role="shadow"}} 1.0' in text
         assert f'iris_records_scored_total{{model_id="{SECOND_ID}"}}' in text
     # Promoted: it labels what comes after, and no shadow is left.
-    assert all(ids[key] == {SECOND_ID} for key in sent[after_promote:])
+    assert all(ids[key] == {SECOND_ID} for key in promoted_only)
     for page in promoted_pages:
         assert (page["serving"]["modelId"], page["shadow"]) == (SECOND_ID, None)
     # A worker started now serves what iris-models says, not IRIS_MOJO.
