@@ -36,7 +36,7 @@ What it changes, and why (written for faust-streaming 0.15.3 and aiokafka 0.14.0
   broker, one after another. Every topic sent to stays in aiokafka's metadata
   requests.
 - `App`: the Faust app hooks that install this transport.
-Everything else (gaps, offsets, commits, rebalances) is Faust's own.
+Everything else (gaps, the bookkeeping of acknowledged offsets, rebalances) is Faust's own.
 """
 
 from __future__ import annotations
