@@ -220,9 +220,11 @@ def accuracy_deltas(counted: Tally) -> list[AccuracyDelta]:
 # The counting agents' steps. A table value keeps, next to its figures, the highest input offset it
 # has counted from each source partition ("seen"), and both change in one changelog record. A record
 # is counted when its offset is above that mark: each source partition's records reach the counting
-# agent in offset order (a batch's outputs are delivered before the next batch is sent, and a new
-# owner of a partition starts from its committed offset, after every delta its records caused), so
-# a record at or below the mark has been counted, and a replay of it is recognised and skipped.
+# agent in offset order (a batch's outputs are delivered before the next batch is sent, the consumer
+# hands records over only in order from a seek, and a new owner of a partition starts from its
+# committed offset, after every delta its records caused: no commit passes an unacknowledged
+# record; faust_ext/transport.py), so a record at or below the mark has been counted, and a replay
+# of it is recognised and skipped.
 # A delta's lists all come from one batch, so they share the marks of the value they add to.
 
 
