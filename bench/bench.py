@@ -294,8 +294,8 @@ async def main() -> None:
     expected = {key: label for (key, _), label in zip(batch, labels)}
 
     implementations = {name: (*IMPLEMENTATIONS[name], REPO) for name in args.only or IMPLEMENTATIONS}
-    for checkout in args.beside:
-        implementations[f"app, 1 worker, {checkout}"] = ("app", 1, checkout.resolve())
+    beside = {f"app, 1 worker, {checkout}": checkout for checkout in args.beside}
+    implementations |= {name: ("app", 1, checkout.resolve()) for name, checkout in beside.items()}
     results = {name: Result() for name in implementations}
     for repeat in range(args.repeats):
         for name, result in results.items():
@@ -338,10 +338,10 @@ async def main() -> None:
     if app and ref and app.throughput and ref.throughput:
         ratio = statistics.median(app.throughput) / statistics.median(ref.throughput)
         print(f"\napp (1 worker) / reference: {ratio:.2f}")
-    for checkout in args.beside:
-        beside = results[f"app, 1 worker, {checkout}"]
-        if ref and beside.throughput and ref.throughput:
-            ratio = statistics.median(beside.throughput) / statistics.median(ref.throughput)
+    for name, checkout in beside.items():
+        other = results[name]
+        if ref and other.throughput and ref.throughput:
+            ratio = statistics.median(other.throughput) / statistics.median(ref.throughput)
             print(f"app (1 worker) of {checkout} / the same reference: {ratio:.2f}")
     shadow = results.get("app, 1 worker, shadow model")
     if app and shadow and app.throughput and shadow.throughput:

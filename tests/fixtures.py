@@ -72,8 +72,8 @@ class Message:
     value: bytes | None
     timestamp: int
     partition: int
-    headers: tuple = ()
-    offset: int = -1
+    headers: tuple
+    offset: int
 
     def json(self) -> dict:
         return orjson.loads(self.value)

@@ -105,11 +105,16 @@ def switched(workers: list[Worker], traffic: Traffic, shows: Callable[[Worker, d
     """Wait until every worker `shows` the change (with its /model/ page), as promised within SWITCH_S; the
     number of the next record produced, which every worker scores after the change."""
     deadline = time.monotonic() + SWITCH_S
-    while not all(shows(w, orjson.loads(w.get("/model/")[2])) for w in workers):
-        pages = [w.get("/model/")[2] for w in workers]
+    while True:
+        pages = [model_page(w) for w in workers]
+        if all(shows(w, page) for w, page in zip(workers, pages)):
+            return traffic.produced
         assert time.monotonic() < deadline, f"no switch within {SWITCH_S} s: {pages}"
         time.sleep(0.1)  # polled: the page is the one sign of a switch
-    return traffic.produced
+
+
+def model_page(worker: Worker) -> dict:
+    return orjson.loads(worker.get("/model/")[2])
 
 
 def serving(model_id: str, shadow: str | None = None) -> Callable[[Worker, dict], bool]:
@@ -190,7 +195,7 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
                 and any("Refused model broken" in line for line in worker.lines)
             ),
         )
-        pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
+        pages = [model_page(w) for w in workers]
         refusals = [w.get("/metrics")[2].decode() for w in workers]
         logged = [[line for line in w.lines if "Refused model broken" in line] for w in workers]
         traffic.stop_producing()
@@ -241,7 +246,7 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
         (accuracy, *_) = compared(
             kafka.read_until("iris-classified-window-accuracy", lambda ms: bool(compared(ms)), timeout=60)
         )
-        pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
+        pages = [model_page(w) for w in workers]
         metrics = [w.get("/metrics")[2].decode() for w in workers]
         shadowed_only = traffic.sent_from(after_shadow)
         assert not traffic.wait_classified(timeout=60)  # all of them before the promotion
@@ -252,12 +257,12 @@ def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_
         traffic.wait_count(len(traffic.classified) + 100, timeout=60)
         traffic.stop_producing()
         assert not traffic.wait_classified(timeout=60), "records stopped flowing"
-        promoted_pages = [orjson.loads(w.get("/model/")[2]) for w in workers]
+        promoted_pages = [model_page(w) for w in workers]
         ids = model_ids(kafka, traffic.sent)
         newcomer = Worker({"KAFKA_BROKER": broker.url, **TABLES_MOVE}, tmp_path / "new")
         try:
             newcomer.wait_ready()
-            newcomer_page = orjson.loads(newcomer.get("/model/")[2])
+            newcomer_page = model_page(newcomer)
         finally:
             newcomer.stop()
 

@@ -148,7 +148,10 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
                 counted = counts_reaching(Kafka(broker.url), truth, timeout=120)
             except ShortCounts as short:
                 sources = [(inputs[key], label) for key, label in zip(traffic.sent, labels)]
-                trails = [count_trail(Kafka(broker.url), window, sources) for window in short.short]
+                kafka = Kafka(broker.url)
+                deltas = [(m, m.json()) for m in kafka.read_all("iris-window-deltas")]
+                changelog = kafka.read_all("iris_app-window-counts-changelog")
+                trails = [count_trail(window, sources, deltas, changelog) for window in short.short]
                 raise AssertionError(f"{short}\n{''.join(trails)}\n{report(workers, tmp_path)}") from None
         finally:
             traffic.close()
@@ -208,7 +211,12 @@ class ShortCounts(AssertionError):
         self.short = short  # (species, predictedSpecies, startMs) -> (count, truth)
 
 
-def count_trail(kafka: Kafka, window: tuple[str, str, int], sources: list[tuple[Message, str]]) -> str:
+def count_trail(
+    window: tuple[str, str, int],
+    sources: list[tuple[Message, str]],
+    all_deltas: list[tuple[Message, dict]],
+    changelog: list[Message],
+) -> str:
     """Why a window's count is short: its records that no delta carried, and those a delta carried but
     the count skipped (replaying the deltas as steps.add_count does), with the delta that set the mark."""
     species, predicted, start = window
@@ -217,11 +225,7 @@ def count_trail(kafka: Kafka, window: tuple[str, str, int], sources: list[tuple[
         for m, label in sources
         if (m.json()["species"], label, window_start(m.timestamp, MINUTE_MS)) == window
     }
-    deltas = [
-        (m, m.json())
-        for m in kafka.read_all("iris-window-deltas")
-        if (m.json()["species"], m.json()["predictedSpecies"], m.json()["startMs"]) == window
-    ]
+    deltas = [(m, d) for m, d in all_deltas if (d["species"], d["predictedSpecies"], d["startMs"]) == window]
     carried, counted, marks, lines = set(), set(), {}, []
     for m, delta in deltas:
         for partition, offsets in delta["offsets"].items():
@@ -239,9 +243,9 @@ def count_trail(kafka: Kafka, window: tuple[str, str, int], sources: list[tuple[
         + " ".join(f"{p}:{min(o)}-{max(o)}({len(o)})" for p, o in d["offsets"].items() if o)
         for m, d in deltas
     ]
-    changelog = [
+    values = [
         f"  @{m.offset} t={m.timestamp} {m.value[:200]!r}"
-        for m in kafka.read_all("iris_app-window-counts-changelog")
+        for m in changelog
         if m.key and f"{species}/{predicted}".encode() in m.key and str(start // 1000).encode() in m.key
     ]
     return "\n".join(
@@ -253,7 +257,7 @@ def count_trail(kafka: Kafka, window: tuple[str, str, int], sources: list[tuple[
             "deltas:",
             *listing[-60:],
             "changelog (last 10):",
-            *changelog[-10:],
+            *values[-10:],
             "",
         ]
     )
