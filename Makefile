@@ -21,7 +21,7 @@ test: $(VENV)/.installed
 	  echo "The dashboard test needs a Chromium: apt-get install chromium, or $(BIN)/playwright install chromium"; exit 1; }
 	$(BIN)/ruff check iris_app tests bench
 	$(BIN)/hadolint Dockerfile
-	$(BIN)/pytest --durations=8
+	$(BIN)/pytest -n 4 --dist load --maxschedchunk 1 --durations=8
 
 train: $(VENV)/.installed
 	$(BIN)/faust -A iris_app train

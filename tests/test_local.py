@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from fixtures import REPO, Kafka
 
 from iris_app.broker import free_port
@@ -18,6 +19,7 @@ from iris_app.local import worker_command
 LAUNCHER = str(Path(sys.executable).with_name("iris-app-local"))
 
 
+@pytest.mark.slow
 def test_the_run_command_starts_a_broker_streams_generated_records_and_stops_the_broker(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BROKER"}
     process = subprocess.Popen(

@@ -153,6 +153,7 @@ def two_workers_and_traffic(tmp_path: Path) -> Iterator[tuple[LocalBroker, list[
                 w.stop()
 
 
+@pytest.mark.slow
 def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusal_keep_records_flowing(
     tmp_path,
 ):
@@ -221,6 +222,7 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
     assert "broken\tserving\tnot a model package" in listed.stdout
 
 
+@pytest.mark.slow
 def test_a_shadow_model_is_scored_beside_the_serving_one_its_accuracy_published_and_then_promoted(tmp_path):
     with two_workers_and_traffic(tmp_path) as (broker, workers, traffic):
         kafka = Kafka(broker.url)

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+import pytest
 from fixtures import (
     MINUTE_MS,
     REPO,
@@ -29,6 +30,7 @@ from iris_app.samples import read_samples
 from iris_app.windows import window_start
 
 
+@pytest.mark.slow
 def test_a_stopped_and_a_killed_worker_lose_no_record_and_every_count_stays_exact(tmp_path, scorer):
     rng = random.Random(3)
     samples = read_samples(REPO / "data" / "iris.csv")
@@ -109,6 +111,7 @@ def wait_for_health(worker: Worker, status: int, timeout: float) -> dict:
     return health
 
 
+@pytest.mark.slow
 def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_exactly(tmp_path, scorer):
     env = dict(TABLES_MOVE)
     with LocalBroker() as broker:
@@ -263,6 +266,7 @@ def count_trail(
     )
 
 
+@pytest.mark.slow
 def test_a_worker_cut_off_from_the_broker_says_so_and_afterwards_classifies_every_record(tmp_path):
     broker_port = free_port()
     proxy = Proxy(broker_port)

@@ -6,6 +6,7 @@ import signal
 import time
 
 import orjson
+import pytest
 from fixtures import Kafka, Worker
 
 from iris_app.broker import LocalBroker
@@ -35,6 +36,7 @@ def live_windows(changelog) -> set[float]:
     return {orjson.loads(key)[1][0] for key, value in latest.items() if value is not None}
 
 
+@pytest.mark.slow
 def test_with_short_windows_the_table_its_changelog_and_a_restored_table_hold_only_live_windows(tmp_path):
     env = {
         "IRIS_WINDOW_SECONDS": str(WINDOW_S),

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 
+import pytest
 from fixtures import FAUST, REPO
 from test_scoring import assert_matches_h2o
 
@@ -15,6 +16,7 @@ from iris_app.broker import LocalBroker
 from iris_app.scoring import Scorer
 
 
+@pytest.mark.slow
 def test_a_quick_training_run_writes_a_model_the_scorer_loads_and_deploys_it(tmp_path):
     out = tmp_path / "mojo"
     with LocalBroker() as broker:
