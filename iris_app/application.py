@@ -10,14 +10,14 @@ import faust
 import mode
 
 from . import registry
-from .faust_ext import IncompatibleVersion, check_versions
+from .faust_ext import IncompatibleVersion, check_env_settings, check_versions
 from .faust_ext.schema import raw_schema
 from .faust_ext.transport import App
 from .models import AccuracyDelta, WindowCount, WindowDelta
 from .samples import feature_rows
 from .scoring import ModelError
 from .serving import ModelServer
-from .settings import Settings, SettingsError
+from .settings import Settings
 
 
 class IrisApp(App):
@@ -84,10 +84,10 @@ def stop(message: str, code: int) -> None:
 try:
     check_versions()
     settings = Settings.from_env()
-except (IncompatibleVersion, SettingsError) as e:
-    stop(f"bad setting: {e}" if isinstance(e, SettingsError) else str(e), code=1)
-
-app = IrisApp(settings)
+    app = IrisApp(settings)
+    check_env_settings(app)
+except (IncompatibleVersion, ValueError) as e:  # SettingsError is a ValueError
+    stop(str(e) if isinstance(e, IncompatibleVersion) else f"bad setting: {e}", code=1)
 
 
 def declare(name: str, **options) -> faust.TopicT:

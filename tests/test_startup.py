@@ -46,7 +46,12 @@ def test_a_corrupt_model_stops_the_worker(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("IRIS_PARTITIONS", "many"), ("KAFKA_BROKER", "localhost"), ("IRIS_WINDOW_SECONDS", "-60")],
+    [
+        ("IRIS_PARTITIONS", "many"),
+        ("KAFKA_BROKER", "localhost"),
+        ("IRIS_WINDOW_SECONDS", "-60"),
+        ("BROKER_SESSION_TIMEOUT", "ten"),  # one of Faust's own, by its environment name
+    ],
 )
 def test_a_bad_setting_stops_the_worker(tmp_path, name, value):
     run = start_worker(tmp_path, **{name: value})

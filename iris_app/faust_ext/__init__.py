@@ -16,11 +16,17 @@ WRITTEN_FOR, and `check_versions()` stops a worker on any other:
 - `tables.py`: windowed tables that expire windows by event time, and whose
   changelog writes can be awaited.
 - `schema.py`: raw bytes in and out, without Faust's codec lookups per message.
+
+`check_env_settings()` builds Faust's own settings at start, so that a bad one
+given by environment variable stops the worker with one line naming it.
 """
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+import faust
 
 WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 
@@ -41,3 +47,18 @@ def check_versions(expected: dict[str, str] = WRITTEN_FOR) -> None:
                 f"iris_app.faust_ext was written for {package} {wanted}, found {found}:"
                 f" pip install {package}=={wanted} (or check the extensions against {found} first)"
             )
+
+
+
+def check_env_settings(app: faust.App) -> None:
+    """Build the app's Faust settings now, so that a bad one given by environment (e.g.
+    BROKER_SESSION_TIMEOUT) raises ValueError naming it: Faust reads them on first use, with a traceback."""
+    try:
+        app.conf
+    except (TypeError, ValueError) as e:
+        given = [
+            f"{setting.env_name}={os.environ[setting.env_name]!r}"
+            for setting in app.Settings.SETTINGS.values()
+            if setting.env_name and setting.env_name in os.environ
+        ]
+        raise ValueError(f"{' or '.join(given) or 'a Faust setting'}: {e}") from None
