@@ -10,19 +10,10 @@ from fixtures import REPO, Kafka, Worker
 from iris_app.broker import LocalBroker
 from iris_app.scoring import Scorer
 
-# Fixtures that start workers once for many tests: in a parallel run (`make test`: pytest-xdist,
-# --dist loadgroup) the tests sharing one run in one process, so its workers start once.
-SHARED_WORKERS = ("worker", "two_workers")
 
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first, so a parallel run spreads them over its processes and ends together; tests
-    sharing workers in one group."""
-    for item in items:
-        for name in SHARED_WORKERS:
-            if name in item.fixturenames:
-                item.add_marker(pytest.mark.xdist_group(name))
+    """Slow tests first: `make test` hands tests to its four processes one by one (pytest-xdist, --dist
+    load --maxschedchunk 1), so the slow ones start together and the rest fill in around them."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

@@ -6,7 +6,7 @@ import json
 import time
 
 import orjson
-from fixtures import MINUTE_MS, REPO
+from fixtures import MINUTE_MS, REPO, keyed
 from prometheus_client.parser import text_string_to_metric_families
 
 from iris_app.settings import Settings
@@ -92,8 +92,10 @@ def metric_samples(worker) -> dict[tuple[str, tuple], float]:
 
 
 def test_metrics_are_prometheus_text_with_the_pipelines_figures(worker, kafka):
-    kafka.produce("iris", [(b"metrics-bad", b"{not json", None)])
-    kafka.read_until("iris-dlq", lambda ms: any(m.key == b"metrics-bad" for m in ms))
+    good, bad = keyed("metrics", 2)
+    kafka.produce("iris", [(good, orjson.dumps(VIRGINICA), None), (bad, b"{not json", None)])
+    kafka.read_until("iris-classified", lambda ms: any(m.key == good for m in ms))
+    kafka.read_until("iris-dlq", lambda ms: any(m.key == bad for m in ms))
 
     samples = metric_samples(worker)
     assert samples["iris_records_classified_total", ()] > 0
