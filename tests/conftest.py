@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fixtures import REPO, Kafka, Worker
+from fixtures import QUICK_REBALANCE, REPO, Kafka, Worker
 
 from iris_app.broker import LocalBroker
 from iris_app.scoring import Scorer
@@ -15,6 +15,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first: `make test` hands tests to its four processes one by one (pytest-xdist, --dist
     load --maxschedchunk 1), so the slow ones start together and the rest fill in around them."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_rebalance() -> Iterator[None]:
+    """Workers, and any other process a test starts, rebalance in seconds (fixtures.QUICK_REBALANCE)."""
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in QUICK_REBALANCE.items():
+            env.setenv(name, value)
+        yield
 
 
 @pytest.fixture(scope="session")

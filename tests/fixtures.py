@@ -36,9 +36,10 @@ MINUTE_MS = 60_000
 # Workers whose tables move between them, or are restored from their changelogs: tansu needs one
 # record per producer batch (docs/SPEC.md, "The local broker"); the tests produce their own records.
 TABLES_MOVE = {"IRIS_GENERATOR_INTERVAL": "0", "IRIS_PRODUCER_MAX_BATCH_SIZE": "1"}
-# Every test worker, by Faust's own environment names: tansu holds a JoinGroup for half the session
-# timeout, and a killed worker stays in the group for one. 6 s, not the app's 10, about halves the
-# time the multi-worker tests spend rebalancing (the heartbeat stays a third of it, as Kafka advises).
+# Faust's own settings, by environment, for every process the tests start (conftest.py; benchmarks run
+# with the app's): tansu holds a JoinGroup for half the session timeout, and a killed worker stays in
+# the group for one. 6 s, not the app's 10, about halves the time the multi-worker tests spend
+# rebalancing (the heartbeat stays a third of it, as Kafka advises).
 QUICK_REBALANCE = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "2"}
 
 # Valid `iris` records: every species, ints, and one without a true label.
@@ -191,13 +192,7 @@ class Worker:
             ],
             cwd=checkout,
             # PYTHONFAULTHANDLER: SIGABRT prints every thread's stack (see dump_stacks).
-            env={
-                **os.environ,
-                "PYTHONFAULTHANDLER": "1",
-                "PYTHONPATH": str(checkout),
-                **QUICK_REBALANCE,
-                **env,
-            },
+            env={**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONPATH": str(checkout), **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -55,10 +55,12 @@ def check_env_settings(app: faust.App) -> None:
     BROKER_SESSION_TIMEOUT) raises ValueError naming it: Faust reads them on first use, with a traceback."""
     try:
         app.conf
-    except (TypeError, ValueError) as e:
-        given = [
-            f"{setting.env_name}={os.environ[setting.env_name]!r}"
-            for setting in app.Settings.SETTINGS.values()
-            if setting.env_name and setting.env_name in os.environ
-        ]
-        raise ValueError(f"{' or '.join(given) or 'a Faust setting'}: {e}") from None
+    except (TypeError, ValueError) as error:
+        for setting in app.Settings.SETTINGS.values():
+            name = setting.env_name
+            if name and name in os.environ:
+                try:  # the settings with this variable alone
+                    app.Settings("check", env={name: os.environ[name]})
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"{name}={os.environ[name]!r}: {e}") from None
+        raise ValueError(f"a Faust setting: {error}") from None
