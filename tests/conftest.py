@@ -12,8 +12,8 @@ from iris_app.scoring import Scorer
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first: `make test` hands tests to its four processes one by one (pytest-xdist, --dist
-    load --maxschedchunk 1), so the slow ones start together and the rest fill in around them."""
+    """Slow tests first: `make test` hands its four processes two tests each, then one more as each ends
+    (pytest-xdist, --dist load --maxschedchunk 1), so the slow ones run side by side and the rest fill in."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

@@ -49,7 +49,6 @@ def check_versions(expected: dict[str, str] = WRITTEN_FOR) -> None:
             )
 
 
-
 def check_env_settings(app: faust.App) -> None:
     """Build the app's Faust settings now, so that a bad one given by environment (e.g.
     BROKER_SESSION_TIMEOUT) raises ValueError naming it: Faust reads them on first use, with a traceback."""
