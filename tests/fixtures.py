@@ -177,6 +177,7 @@ class Worker:
         self._ready = threading.Event()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = f"{datadir}-{self.port}.log"  # its whole output, kept beside its data directory
         self.process = subprocess.Popen(
             [
                 FAUST,
@@ -202,7 +203,7 @@ class Worker:
         self._reader.start()
 
     def _read(self) -> None:
-        with open(f"{self.datadir}-{self.port}.log", "w") as log:  # kept beside its data directory
+        with open(self.log, "w") as log:
             for line in self.process.stdout:
                 log.write(line)
                 self.lines.append(line)

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from pathlib import Path
 
 import orjson
 import pytest
@@ -137,7 +136,7 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
                 missing = traffic.wait_classified(timeout=120)
                 assert not missing, (
                     f"cycle {cycle}: {len(missing)} records not classified, e.g. {missing[:5]}\n"
-                    f"{whereabouts(broker.url, missing[:5])}\n{report(workers, tmp_path)}"
+                    f"{whereabouts(broker.url, missing[:5])}\n{report(workers)}"
                 )
             traffic.stop_producing()
             missing = traffic.wait_classified(timeout=120)
@@ -159,7 +158,7 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
                 deltas = [(m, m.json()) for m in kafka.read_all("iris-window-deltas")]
                 changelog = kafka.read_all("iris_app-window-counts-changelog")
                 trails = [count_trail(window, sources, deltas, changelog) for window in short.short]
-                raise AssertionError(f"{short}\n{''.join(trails)}\n{report(workers, tmp_path)}") from None
+                raise AssertionError(f"{short}\n{''.join(trails)}\n{report(workers)}") from None
         finally:
             traffic.close()
             for w in workers:
@@ -174,19 +173,20 @@ def test_records_flowing_through_kill_and_restart_cycles_all_come_out_counted_ex
     }
 
 
-def report(workers: list[Worker], logs: Path) -> str:
-    """What each worker says of itself: its lag, stalls and expired deltas, and its last log lines (the whole
-    log is written to `logs`)."""
+def report(workers: list[Worker]) -> str:
+    """What each worker says of itself: its lag, stalls and expired deltas, its last log lines, and where its
+    whole log is (fixtures.Worker keeps it beside its data directory)."""
     parts = []
     for i, worker in enumerate(workers):
-        (logs / f"worker{i}.log").write_text("".join(worker.lines))
         metrics = worker.get("/metrics")[2].decode().splitlines()
         said = [
             line
             for line in metrics
             if line.startswith(("iris_consumer_lag", "iris_partition", "iris_deltas"))
         ]
-        parts.append(f"--- worker {i}:\n" + "\n".join(said) + "\n" + "".join(worker.lines[-25:]))
+        parts.append(
+            f"--- worker {i} ({worker.log}):\n" + "\n".join(said) + "\n" + "".join(worker.lines[-25:])
+        )
     return "\n".join(parts)
 
 
@@ -206,8 +206,7 @@ def counts_reaching(kafka: Kafka, truth: Counter, timeout: float) -> dict[tuple,
             )
         )
     except AssertionError as slow_or_short:  # say which: a count still short, or a slow worker
-        until = time.monotonic() + 10  # everything the topic holds, read for 10 s
-        now = latest(kafka.read_until("iris-classified-window-counts", lambda _: time.monotonic() > until))
+        now = latest(kafka.read_all("iris-classified-window-counts"))
         short = {k: (now.get(k, 0), n) for k, n in truth.items() if now.get(k, 0) < n}
         raise ShortCounts(f"{slow_or_short}; (count, truth) of the short windows: {short}", short) from None
 
