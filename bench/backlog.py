@@ -5,7 +5,7 @@
 Steadier than bench.py's throughput on a shared machine: the worker's and the
 broker's CPU seconds come from /proc, and the time runs from the first record
 classified to the last (the worker's `iris_records_classified_total`). Given
-other checkouts of the repository (a previous main, say), it runs each in turn,
+other checkouts of the repository (another branch, say), it runs each in turn,
 alternating, every one against a fresh broker with the same records. Not a test.
 """
 
@@ -22,9 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from fixtures import Worker  # noqa: E402
+from kafka_io import create_topics, produce, records  # noqa: E402
+from support.worker import Worker  # noqa: E402
 
-from bench import create_topics, produce, records  # noqa: E402
 from iris_app.broker import LocalBroker  # noqa: E402
 
 

@@ -8,8 +8,8 @@ partitions), start it, and time its outputs (sustained records/s between 5 % and
 (N classified, labels equal direct scoring, latest counts sum to N). A paced run
 (--rate records/s for --seconds) gives the latency from produce to classified
 output. Prints one table with medians over --repeats, and the app/reference ratio.
---beside runs one worker of another checkout of the repository too (a previous
-main, say), in turn with the others: its ratio to the same reference loop, measured
+--beside runs one worker of another checkout of the repository too (another
+branch, say), in turn with the others: its ratio to the same reference loop, measured
 in the same run, is the like-for-like comparison.
 """
 
@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,19 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from kafka_io import PARTITIONS, Reader, create_topics, latest_counts_sum, produce, records
+from processes import REPO, Processes
 
 from iris_app import registry
-from iris_app.broker import LocalBroker, free_port
+from iris_app.broker import LocalBroker
 from iris_app.models import FEATURES
-from iris_app.samples import read_samples
 from iris_app.scoring import Scorer
 
-REPO = Path(__file__).resolve().parent.parent
 SHADOW = REPO / "tests" / "models" / "second"  # a second real MOJO, for the shadow run
-BIN = Path(sys.executable).parent
-PARTITIONS = 4
 IMPLEMENTATIONS = {
     "app, 1 worker": ("app", 1),
     "app, 2 workers": ("app", 2),
@@ -59,136 +52,6 @@ class Result:
     p50_ms: list[float] = field(default_factory=list)
     p99_ms: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-
-
-class Processes:
-    """The implementation's processes; their CPU time and peak RSS are read when they are reaped."""
-
-    def __init__(self, kind: str, workers: int, broker: str, datadir: Path, checkout: Path = REPO) -> None:
-        env = {**os.environ, "KAFKA_BROKER": broker, "IRIS_GENERATOR_INTERVAL": "0"}
-        env["PYTHONPATH"] = str(checkout)
-        self.started = time.monotonic()
-        self.procs = []
-        for i in range(workers):
-            if kind.startswith("app"):
-                command = [
-                    str(BIN / "faust"),
-                    "-A",
-                    "iris_app",
-                    "--datadir",
-                    str(datadir / str(i)),
-                    "worker",
-                    "-l",
-                    "info",  # as the README runs it (at "warn" Faust sets the root logger to DEBUG)
-                    "--web-port",
-                    str(free_port()),
-                ]
-            else:
-                command = [sys.executable, str(REPO / "bench" / "reference.py")]
-            quiet = {
-                "stdout": subprocess.DEVNULL,
-                "stderr": subprocess.DEVNULL if kind.startswith("app") else None,
-            }
-            self.procs.append(subprocess.Popen(command, cwd=checkout, env=env, **quiet))
-
-    def exited(self) -> bool:
-        return any(proc.poll() is not None for proc in self.procs)
-
-    def stop(self) -> tuple[float, float]:
-        """Stop them all; return (CPU seconds in all, the largest peak RSS in MB)."""
-        cpu, rss = 0.0, 0.0
-        for proc in self.procs:
-            rss = max(rss, peak_rss_mb(proc.pid))
-            proc.terminate()
-            _, _, usage = os.wait4(proc.pid, 0)
-            proc.returncode = 0
-            cpu += usage.ru_utime + usage.ru_stime
-        return cpu, rss
-
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM: the process's own peak (getrusage's counts the parent's pages it was forked with)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def records(n: int, seed: int = 7) -> list[tuple[bytes, bytes]]:
-    rng = random.Random(seed)
-    samples = read_samples(REPO / "data" / "iris.csv")
-    return [(b"%d" % i, orjson.dumps(rng.choice(samples))) for i in range(n)]
-
-
-TOPICS = ["iris", "iris-classified", "iris-dlq", "iris-classified-window-counts"]
-
-
-async def create_topics(bootstrap: str) -> None:
-    """The pipeline's topics, before any implementation starts (the reference creates none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1) for topic in TOPICS])
-    finally:
-        await admin.close()
-
-
-async def produce(bootstrap: str, batch: list[tuple[bytes, bytes]], rate: float | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
-    await producer.start()
-    try:
-        start = time.monotonic()
-        for i, (key, value) in enumerate(batch):
-            if rate is not None:
-                delay = start + i / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await producer.send("iris", value, key=key, timestamp_ms=int(time.time() * 1000))
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-class Reader:
-    """Reads a topic from the start, noting when each message arrived."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=5,
-        )
-        self.topic = topic
-        self.messages: list = []
-        self.arrivals: list[float] = []
-
-    async def __aenter__(self) -> Reader:
-        await self.consumer.start()
-        self.consumer.assign([TopicPartition(self.topic, p) for p in range(PARTITIONS)])
-        await self.consumer.seek_to_beginning()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.consumer.stop()
-
-    async def read_until(self, done, timeout: float, procs: Processes) -> bool:
-        """Read until done(messages); False after `timeout` seconds, or when a process has exited."""
-        deadline = time.monotonic() + timeout
-        while not done(self.messages):
-            if time.monotonic() > deadline or procs.exited():
-                return False
-            batches = await self.consumer.getmany(timeout_ms=200)
-            now = time.monotonic()
-            for batch in batches.values():
-                self.messages += batch
-                self.arrivals += [now] * len(batch)
-        return True
-
-
-def latest_counts_sum(messages) -> int:
-    latest = {m.key: orjson.loads(m.value)["count"] for m in messages}
-    return sum(latest.values())
 
 
 async def throughput_run(

@@ -27,7 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from fixtures import Proxy, Traffic, Worker, whereabouts  # noqa: E402
+from support.kafka import whereabouts  # noqa: E402
+from support.proxy import Proxy  # noqa: E402
+from support.traffic import Traffic  # noqa: E402
+from support.worker import Worker  # noqa: E402
 
 from iris_app.broker import LocalBroker, free_port  # noqa: E402
 from iris_app.samples import read_samples  # noqa: E402

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
-from fixtures import Worker  # noqa: E402
+from support.worker import Worker  # noqa: E402
 
 from iris_app.broker import LocalBroker  # noqa: E402
 from iris_app.settings import Settings  # noqa: E402

@@ -1,25 +1,37 @@
-"""pytest fixtures: a real tansu broker on a free port, a Kafka client, the scorer, a worker process."""
+"""pytest fixtures: a real tansu broker on a free port, a Kafka client, the scorer, a worker process.
+
+A multi-worker scenario is a test class: a session-scoped fixture runs the scenario once (its own broker,
+workers, traffic and disruption) and records what happened, and each test of the class checks one thing of
+that record. Session scope runs it at most once a process; `--dist loadscope` hands a class's tests to one
+process, so it runs once in all.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from fixtures import QUICK_REBALANCE, REPO, Kafka, Worker
 
-from iris_app.broker import LocalBroker
-from iris_app.scoring import Scorer
+pytest.register_assert_rewrite("support")  # the helpers' asserts explain themselves as the tests' do
+
+from support.checkout import REPO  # noqa: E402
+from support.kafka import Kafka  # noqa: E402
+from support.worker import QUICK_REBALANCE, Worker  # noqa: E402
+
+from iris_app.broker import LocalBroker  # noqa: E402
+from iris_app.scoring import Scorer  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first: `make test` hands its four processes two tests each, then one more as each ends
-    (pytest-xdist, --dist load --maxschedchunk 1), so the slow ones run side by side and the rest fill in."""
+    """Slow tests first: pytest-xdist hands its four processes the first tests (or test classes, with
+    --dist loadscope) in this order, then more as each ends, so the slow ones run side by side and the rest
+    fill in."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def quick_rebalance() -> Iterator[None]:
-    """Workers, and any other process a test starts, rebalance in seconds (fixtures.QUICK_REBALANCE)."""
+    """Workers, and any other process a test starts, rebalance in seconds (support.worker.QUICK_REBALANCE)."""
     with pytest.MonkeyPatch.context() as env:
         for name, value in QUICK_REBALANCE.items():
             env.setenv(name, value)

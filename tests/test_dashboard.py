@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
-from fixtures import GOOD, MINUTE_MS, predicted_labels
 from playwright.sync_api import sync_playwright
+from support.records import GOOD, MINUTE_MS, predicted_labels
 
 from iris_app.windows import window_start
 
@@ -26,7 +26,8 @@ FLAGS = [
 ]
 
 
-def test_the_dashboard_shows_the_current_windows_confusion_matrix(worker, kafka, scorer, tmp_path):
+def test_dashboard_shows_the_current_confusion_matrix(worker, kafka, scorer, tmp_path):
+    """The newest window's counts, the model, record rate, lag and accuracy charts, serving beside shadow."""
     # A window ahead of every other test's, so it is the newest: the dashboard's "current" one (and
     # within IRIS_MAX_CLOCK_SKEW_SECONDS, 5 minutes, of the clock: records further ahead are not counted).
     window = window_start(int(time.time() * 1000), MINUTE_MS) + 4 * MINUTE_MS
@@ -97,7 +98,8 @@ def answer_with(body: object):
     return answer
 
 
-def test_the_dashboard_writes_what_it_fetches_as_text_never_as_html(worker):
+def test_dashboard_writes_fetched_text_never_html(worker):
+    """What it fetches is written as text, never as HTML: a hostile answer injects nothing."""
     # Answers as a compromised or broken worker could give them, in place of the real pages.
     counts = [
         {

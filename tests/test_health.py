@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
-from fixtures import Proxy
 from prometheus_client import generate_latest
+from support.proxy import Proxy
 
 from iris_app import metrics
 from iris_app.broker import LocalBroker, free_port
@@ -17,7 +17,8 @@ from iris_app.health import Progress, Watchdog
 IRIS_0, IRIS_1 = TopicPartition("iris", 0), TopicPartition("iris", 1)
 
 
-def test_a_partition_with_records_to_read_and_no_committed_progress_is_stalled_after_the_limit():
+def test_a_partition_stuck_past_the_limit_is_stalled():
+    """Records to read and no committed progress for stall_seconds: stalled."""
     progress = Progress(stall_seconds=30)
     progress.observe({IRIS_0: 10, IRIS_1: 5}, {IRIS_0: 20, IRIS_1: 5}, now=0)
     progress.observe({IRIS_0: 10, IRIS_1: 5}, {IRIS_0: 25, IRIS_1: 9}, now=29)
@@ -28,7 +29,7 @@ def test_a_partition_with_records_to_read_and_no_committed_progress_is_stalled_a
     assert progress.partitions[IRIS_0].lag == 15
 
 
-def test_committed_progress_or_a_pause_for_a_rebalance_restarts_the_clock():
+def test_progress_or_a_rebalance_restarts_the_clock():
     progress = Progress(stall_seconds=30)
     progress.observe({IRIS_0: 10}, {IRIS_0: 20}, now=0)
     progress.observe({IRIS_0: 11}, {IRIS_0: 20}, now=29)
@@ -36,7 +37,7 @@ def test_committed_progress_or_a_pause_for_a_rebalance_restarts_the_clock():
     progress.restart(now=50)
     assert progress.stalled(now=79) == []
     assert progress.stalled(now=80) == [IRIS_0]
-    progress.observe({}, {}, now=81)  # no longer assigned: forgotten
+    progress.observe({}, {}, now=81)  # not assigned any more: forgotten
     assert progress.stalled(now=200) == []
 
 
@@ -74,7 +75,9 @@ async def commit(bootstrap: str, group: str, offset: int) -> None:
         await consumer.stop()
 
 
-def test_the_watchdog_names_a_stalled_partition_seeks_it_back_and_says_when_the_broker_is_gone():
+def test_watchdog_names_stalls_and_a_lost_broker():
+    """It names a stalled partition and seeks it back, clears it in a rebalance, and says when the broker is
+    out of reach, until it is back or a rebalance follows."""
     broker_port = free_port()
     proxy = Proxy(broker_port)
     with LocalBroker(broker_port, advertised_port=proxy.port) as broker:

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures import REPO, Kafka
+from support.checkout import REPO
+from support.kafka import Kafka
 
 from iris_app.broker import free_port
 from iris_app.local import worker_command
@@ -20,7 +21,8 @@ LAUNCHER = str(Path(sys.executable).with_name("iris-app-local"))
 
 
 @pytest.mark.slow
-def test_the_run_command_starts_a_broker_streams_generated_records_and_stops_the_broker(tmp_path):
+def test_run_command_streams_on_its_own_broker(tmp_path):
+    """It starts a broker, streams generated records through a worker, and stops the broker on SIGTERM."""
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BROKER"}
     process = subprocess.Popen(
         [LAUNCHER, "--web-port", str(free_port())],
@@ -52,7 +54,8 @@ def test_the_run_command_starts_a_broker_streams_generated_records_and_stops_the
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the broker outlived the worker"
 
 
-def test_the_run_command_serves_the_web_pages_on_loopback_unless_told_otherwise():
+def test_run_command_serves_web_pages_on_loopback():
+    """Unless told otherwise (--web-bind)."""
     assert worker_command([])[-2:] == ["--web-bind", "127.0.0.1"]
     opened = worker_command(["--web-bind", "0.0.0.0"])
     assert opened.count("--web-bind") == 1 and opened[-1] == "0.0.0.0"

@@ -6,15 +6,14 @@ from collections import Counter
 
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
-from fixtures import GOOD, MINUTE_MS, by_key, keyed, now_ms, predicted_labels
+from support.records import GOOD, MINUTE_MS, by_key, keyed, now_ms, predicted_labels
 
 from iris_app.settings import Settings
 from iris_app.windows import window_start
 
 
-def test_good_records_come_out_classified_with_exactly_the_spec_keys_and_the_model_that_scored_them(
-    worker, kafka, scorer
-):
+def test_good_records_come_out_classified(worker, kafka, scorer):
+    """With exactly the SPEC's keys, the model that scored them, their event time and source headers."""
     records = GOOD * 4
     keys = keyed("good", len(records))
     sent_at = now_ms()
@@ -61,7 +60,8 @@ BAD = {
 }
 
 
-def test_bad_records_go_to_the_dlq_with_their_reason_and_good_ones_are_unaffected(worker, kafka):
+def test_bad_records_go_to_the_dlq_with_their_reason(worker, kafka):
+    """And the good ones between them are unaffected."""
     bad_keys = keyed("bad", len(BAD))
     good_keys = keyed("fine", len(BAD))
     produced = []
@@ -89,7 +89,8 @@ def test_bad_records_go_to_the_dlq_with_their_reason_and_good_ones_are_unaffecte
     assert all(m.json()["predictedSpecies"] == "setosa" for m in by_key(classified, good_keys).values())
 
 
-def test_a_message_with_no_value_or_an_empty_one_goes_to_the_dlq(worker, kafka):
+def test_an_empty_message_goes_to_the_dlq(worker, kafka):
+    """One with no value (a tombstone), and one with an empty value."""
     tombstone, empty = keys = keyed("empty", 2)
     kafka.produce("iris", [(tombstone, None, None), (empty, b"", None)])
 
@@ -111,7 +112,7 @@ def latest_counts(messages, windows: set[int]) -> dict[tuple[str, str, int], int
     return latest
 
 
-def test_records_are_counted_in_the_window_of_their_event_time(worker, kafka, scorer):
+def test_records_count_in_their_event_time_window(worker, kafka, scorer):
     # Two minutes a few minutes back, well within the grace period, used by no other test.
     first = window_start(now_ms(), MINUTE_MS) - 10 * MINUTE_MS
     windows = {first, first + MINUTE_MS}
@@ -135,7 +136,8 @@ def test_records_are_counted_in_the_window_of_their_event_time(worker, kafka, sc
             assert set(count) == {"species", "predictedSpecies", "startMs", "endMs", "count"}
 
 
-def test_a_record_later_than_the_grace_period_is_classified_but_not_counted(worker, kafka):
+def test_a_late_record_is_classified_not_counted(worker, kafka):
+    """Later than the grace period."""
     key = keyed("late", 1)[0]
     now = now_ms()
     late = window_start(now, MINUTE_MS) - 3 * 60 * MINUTE_MS  # three hours back: past the 1 h grace
@@ -153,7 +155,8 @@ def test_a_record_later_than_the_grace_period_is_classified_but_not_counted(work
     assert sorted(m.timestamp for m in classified if m.key == key) == [late + 5, marker + 5, now]
 
 
-def test_each_window_update_publishes_the_accuracy_over_its_labelled_records(worker, kafka, scorer):
+def test_window_updates_publish_the_accuracy(worker, kafka, scorer):
+    """Each window update publishes the accuracy over its labelled records."""
     window = window_start(now_ms(), MINUTE_MS) - 30 * MINUTE_MS  # used by no other test
     records = GOOD * 3  # one in five without a true label: not counted toward accuracy
     kafka.produce("iris", [(None, orjson.dumps(r), window + i) for i, r in enumerate(records)])

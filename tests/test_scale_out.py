@@ -8,7 +8,9 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from fixtures import MINUTE_MS, TABLES_MOVE, Kafka, Worker
+from support.kafka import Kafka
+from support.records import MINUTE_MS
+from support.worker import TABLES_MOVE, Worker
 
 from iris_app.broker import LocalBroker
 from iris_app.windows import window_start

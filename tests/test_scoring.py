@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from fixtures import REPO
+from support.checkout import REPO
+from support.h2o_reference import assert_matches_h2o
 
 from iris_app.scoring import ModelError, Scorer
-
-FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def assert_matches_h2o(scorer: Scorer, mojo: Path) -> None:
-    """Labels and probabilities equal H2O's own predictions (mojo/predictions.csv) for all 150 rows."""
-    rows = read_csv(REPO / "data" / "iris.csv")
-    reference = read_csv(mojo / "predictions.csv")
-    predictions = scorer.predict([[float(row[f]) for f in FEATURES] for row in rows])
-    assert len(predictions) == len(reference) == 150
-    for i, (prediction, expected) in enumerate(zip(predictions, reference)):
-        assert prediction.label == expected["predict"], f"row {i}"
-        assert prediction.probabilities == pytest.approx(
-            [float(expected[label]) for label in scorer.labels], abs=1e-9
-        ), f"row {i}"
 
 
 def test_the_deployed_model_scores_exactly_as_h2o_does(scorer):

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fixtures import FAUST, REPO
+from support.checkout import FAUST, REPO
 
 
 def start_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:

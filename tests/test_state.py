@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import time
+from dataclasses import dataclass
 
 import orjson
 import pytest
-from fixtures import Kafka, Worker
+from support.kafka import Kafka, Message
+from support.worker import Worker
 
 from iris_app.broker import LocalBroker
 
@@ -18,26 +19,45 @@ RUN_S = 25
 # and those expired since the last cleanup (once a window): a handful, where a table that kept
 # every window would hold one a second.
 LIVE_WINDOWS = 10
+CHANGELOG = "iris_app-window-counts-changelog"
 
 
 def window_starts(worker: Worker) -> set[int]:
     status, _, body = worker.get("/counts/")
-    assert status == 200, body
+    assert status == 200, f"/counts/ answered {status}, not 200: {body}"
     return {count["startMs"] for count in orjson.loads(body)}
 
 
-def windows(changelog) -> set[float]:
+def windows(changelog: list[Message]) -> set[float]:
     return {orjson.loads(message.key)[1][0] for message in changelog}
 
 
-def live_windows(changelog) -> set[float]:
+def live_windows(changelog: list[Message]) -> set[float]:
     """The windows whose latest changelog record per key holds a value (not a tombstone)."""
     latest = {message.key: message.value for message in changelog}
     return {orjson.loads(key)[1][0] for key, value in latest.items() if value is not None}
 
 
-@pytest.mark.slow
-def test_with_short_windows_the_table_its_changelog_and_a_restored_table_hold_only_live_windows(tmp_path):
+def compacted(changelog: list[Message]) -> bool:
+    """Most windows counted are on the changelog, and only live ones keep a value: what compaction leaves
+    (it keeps the latest record per key: without tombstones every window counted would keep a value)."""
+    return len(windows(changelog)) >= RUN_S - 3 and len(live_windows(changelog)) <= LIVE_WINDOWS
+
+
+@dataclass
+class ShortWindows:
+    seen: set[int]  # the windows /counts/ showed, looked at once a second
+    held: list[int]  # how many it showed at each look
+    stop_status: int | None  # the worker's exit status after SIGTERM; None: still running after 60 s
+    stop_stacks: str  # a hung worker's last lines and threads
+    restored: set[int]  # the windows /counts/ shows once the worker is restored from its changelog
+    changelog: list[Message]  # the count table's changelog once compacted(), or as it stands after 60 s
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory: pytest.TempPathFactory) -> ShortWindows:
+    """TestShortWindows's scenario, run once for all its tests (conftest.py)."""
+    datadir = tmp_path_factory.mktemp("short-windows") / "w"
     env = {
         "IRIS_WINDOW_SECONDS": str(WINDOW_S),
         "IRIS_WINDOW_GRACE_SECONDS": str(GRACE_S),
@@ -46,7 +66,7 @@ def test_with_short_windows_the_table_its_changelog_and_a_restored_table_hold_on
     }
     with LocalBroker() as broker:
         env["KAFKA_BROKER"] = broker.url
-        worker = Worker(env, tmp_path / "w")
+        worker = Worker(env, datadir)
         try:
             worker.wait_ready()
             seen: set[int] = set()
@@ -57,23 +77,50 @@ def test_with_short_windows_the_table_its_changelog_and_a_restored_table_hold_on
                 seen |= starts
                 held.append(len(starts))
                 time.sleep(1)  # one look a window
-            worker.process.send_signal(signal.SIGTERM)
-            assert worker.process.wait(timeout=60) == 0
-            restored = Worker({**env, "IRIS_GENERATOR_INTERVAL": "0"}, tmp_path / "w")  # same data directory
+            stop_status, stop_stacks = worker.stop_within(60)
+            restored = Worker({**env, "IRIS_GENERATOR_INTERVAL": "0"}, datadir)  # same data directory
             try:
                 restored.wait_ready()
                 restored_starts = window_starts(restored)
             finally:
                 restored.stop()
-            # Compaction keeps the latest record per key. Without tombstones every window counted
-            # would keep a value: read until most have been seen and only live ones have one.
-            Kafka(broker.url).read_until(
-                "iris_app-window-counts-changelog",
-                lambda ms: len(windows(ms)) >= RUN_S - 3 and len(live_windows(ms)) <= LIVE_WINDOWS,
-            )
+            kafka = Kafka(broker.url)
+            try:
+                changelog = kafka.read_until(CHANGELOG, compacted)
+            except AssertionError:
+                changelog = kafka.read_all(CHANGELOG)
         finally:
             worker.stop()
+    return ShortWindows(seen, held, stop_status, stop_stacks, restored_starts, changelog)
 
-    assert len(seen) >= RUN_S - 3, "records were counted in a window a second"
-    assert max(held) <= LIVE_WINDOWS, held
-    assert 0 < len(restored_starts) <= LIVE_WINDOWS, sorted(restored_starts)
+
+@pytest.mark.slow
+class TestShortWindows:
+    """One worker on its own broker, with 1 s windows and 2 s of grace, its generator producing 100
+    records a second; /counts/ looked at once a second for 25 s. Then the worker is stopped (SIGTERM) and
+    started again on its data directory, its generator off."""
+
+    def test_records_are_counted_in_a_window_a_second(self, run: ShortWindows):
+        assert len(run.seen) >= RUN_S - 3, f"{len(run.seen)} windows counted in {RUN_S} s, not {RUN_S - 3}+"
+
+    def test_the_table_holds_only_live_windows(self, run: ShortWindows):
+        assert max(run.held) <= LIVE_WINDOWS, (
+            f"windows held at each look: {run.held}, not {LIVE_WINDOWS} or less"
+        )
+
+    def test_a_stopped_worker_exits_with_0(self, run: ShortWindows):
+        assert run.stop_status == 0, (
+            f"SIGTERM: exit status {run.stop_status}, not 0 (None: running after 60 s)\n{run.stop_stacks}"
+        )
+
+    def test_a_restored_table_holds_only_live_windows(self, run: ShortWindows):
+        restored = sorted(run.restored)
+        assert 0 < len(restored) <= LIVE_WINDOWS, f"restored windows: {restored}, not 1 to {LIVE_WINDOWS}"
+
+    def test_the_changelog_keeps_only_live_windows(self, run: ShortWindows):
+        """Expired windows are tombstoned: compaction leaves them no value."""
+        counted, live = len(windows(run.changelog)), len(live_windows(run.changelog))
+        assert compacted(run.changelog), (
+            f"{counted} windows on the changelog, {live} with a value: expected {RUN_S - 3}+, and "
+            f"{LIVE_WINDOWS} or fewer"
+        )

@@ -8,8 +8,8 @@ import os
 import subprocess
 
 import pytest
-from fixtures import FAUST, REPO
-from test_scoring import assert_matches_h2o
+from support.checkout import FAUST, REPO
+from support.h2o_reference import assert_matches_h2o
 
 from iris_app import registry
 from iris_app.broker import LocalBroker
@@ -17,7 +17,8 @@ from iris_app.scoring import Scorer
 
 
 @pytest.mark.slow
-def test_a_quick_training_run_writes_a_model_the_scorer_loads_and_deploys_it(tmp_path):
+def test_training_writes_loads_and_deploys_a_model(tmp_path):
+    """A quick run writes a model the scorer loads, and deploys it (--deploy)."""
     out = tmp_path / "mojo"
     with LocalBroker() as broker:
         run = subprocess.run(

@@ -6,8 +6,9 @@ import json
 import time
 
 import orjson
-from fixtures import MINUTE_MS, REPO, keyed
 from prometheus_client.parser import text_string_to_metric_families
+from support.checkout import REPO
+from support.records import MINUTE_MS, keyed
 
 from iris_app.settings import Settings
 from iris_app.windows import window_start
@@ -21,7 +22,7 @@ VIRGINICA = {
 }
 
 
-def test_counts_and_accuracy_show_the_windows_of_the_tables(worker, kafka, scorer):
+def test_counts_and_accuracy_show_the_tables(worker, kafka, scorer):
     window = window_start(int(time.time() * 1000), MINUTE_MS) - 40 * MINUTE_MS  # used by no other test
     kafka.produce("iris", [(None, orjson.dumps(VIRGINICA), window + i) for i in range(7)])
     expected = {
@@ -65,7 +66,8 @@ def test_unknown_species_and_paths_answer_404_in_json(worker):
         assert "error" in json.loads(body)
 
 
-def test_the_model_page_shows_the_serving_models_card_and_no_refusal(worker):
+def test_model_page_shows_the_serving_card(worker):
+    """The serving model's card, no shadow and no refusal."""
     status, _, body = worker.get("/model/")
     assert status == 200
     assert json.loads(body) == {
@@ -91,7 +93,8 @@ def metric_samples(worker) -> dict[tuple[str, tuple], float]:
     }
 
 
-def test_metrics_are_prometheus_text_with_the_pipelines_figures(worker, kafka):
+def test_metrics_give_the_pipeline_figures(worker, kafka):
+    """As Prometheus text."""
     good, bad = keyed("metrics", 2)
     kafka.produce("iris", [(good, orjson.dumps(VIRGINICA), None), (bad, b"{not json", None)])
     kafka.read_until("iris-classified", lambda ms: any(m.key == good for m in ms))
@@ -103,7 +106,8 @@ def test_metrics_are_prometheus_text_with_the_pipelines_figures(worker, kafka):
     assert samples["iris_scoring_batch_seconds_count", ()] > 0
 
 
-def test_lag_and_stalls_cover_every_assigned_partition_of_every_input_topic(worker):
+def test_lag_and_stalls_cover_every_input_partition(worker):
+    """Every assigned partition of every input topic."""
     # The watchdog looks every 5 s; a lone worker holds every partition (polled: no event to await).
     wanted = {
         (topic, str(p))
