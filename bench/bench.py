@@ -36,6 +36,7 @@ from iris_app.broker import LocalBroker, free_port
 from iris_app.models import FEATURES
 from iris_app.samples import read_samples
 from iris_app.scoring import Scorer
+from iris_app.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 SHADOW = REPO / "tests" / "models" / "second"  # a second real MOJO, for the shadow run
@@ -241,7 +242,8 @@ async def set_shadow(kind: str, bootstrap: str) -> None:
         model_id, package = registry.pack(SHADOW)
         roles = registry.Roles(serving=None, shadow=model_id)
         await registry.publish(
-            [bootstrap], [(model_id.encode(), package), (registry.SERVING_KEY, roles.encode())]
+            Settings.from_env({"KAFKA_BROKER": bootstrap}),
+            [(model_id.encode(), package), (registry.SERVING_KEY, roles.encode())],
         )
 
 

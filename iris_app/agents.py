@@ -63,7 +63,7 @@ async def follow_models() -> None:
     """Serve what `iris-models` says, switching between two batches (serving.py)."""
     while True:
         try:
-            await registry.follow(settings.bootstrap_servers, app.models.on_change)
+            await registry.follow(settings.kafka, app.models.on_change)
         except Exception as e:  # the broker went away, say: read the registry again from its start
             app.log.warning("Reading %s failed, again in 5 s: %r", registry.TOPIC, e)
             await asyncio.sleep(5)

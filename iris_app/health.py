@@ -20,6 +20,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from . import metrics
+from .connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,8 @@ class OffsetsProbe:
     takes part in a rebalance.
     """
 
-    def __init__(self, bootstrap_servers: list[str], group_id: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, kafka: Connection, group_id: str) -> None:
+        self.kafka = kafka
         self.group_id = group_id
         self._consumer: AIOKafkaConsumer | None = None  # made on first use: aiokafka wants a running loop
 
@@ -97,7 +98,7 @@ class OffsetsProbe:
             async with asyncio.timeout(BROKER_TIMEOUT * 2):
                 if self._consumer is None:
                     consumer = AIOKafkaConsumer(
-                        bootstrap_servers=self.bootstrap_servers,
+                        **self.kafka.client_options(),
                         group_id=self.group_id,
                         enable_auto_commit=False,
                         request_timeout_ms=int(BROKER_TIMEOUT * 1000),
@@ -129,14 +130,14 @@ class Watchdog:
         app: faust.App,
         topics: Iterable[str],
         stall_seconds: float,
-        bootstrap: list[str],
+        kafka: Connection,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
         self.clock = clock
         self.topics = set(topics)
         self.progress = Progress(stall_seconds)
-        self.probe = OffsetsProbe(bootstrap, app.conf.id)
+        self.probe = OffsetsProbe(kafka, app.conf.id)
         self.broker_error: str | None = None
         self.stalled: list[TopicPartition] = []
         self._healed_at: dict[TopicPartition, float] = {}

@@ -30,7 +30,7 @@ watchdog = Watchdog(
     app,
     [t.get_topic_name() for t in (iris_topic, window_deltas_topic, accuracy_deltas_topic)],
     settings.stall_seconds,
-    settings.bootstrap_servers,
+    settings.kafka,
 )
 
 

@@ -12,6 +12,7 @@ from prometheus_client import generate_latest
 
 from iris_app import metrics
 from iris_app.broker import LocalBroker, free_port
+from iris_app.connection import Connection
 from iris_app.health import Progress, Watchdog
 
 IRIS_0, IRIS_1 = TopicPartition("iris", 0), TopicPartition("iris", 1)
@@ -87,7 +88,9 @@ def test_the_watchdog_names_a_stalled_partition_seeks_it_back_and_says_when_the_
             tables=SimpleNamespace(recovery=SimpleNamespace(in_recovery=False)),
         )
         now = [0.0]
-        watchdog = Watchdog(app, ["iris"], stall_seconds=30, bootstrap=[bootstrap], clock=lambda: now[0])
+        watchdog = Watchdog(
+            app, ["iris"], stall_seconds=30, kafka=Connection((bootstrap,)), clock=lambda: now[0]
+        )
 
         async def scenario() -> None:
             await produce(bootstrap, 10)

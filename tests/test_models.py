@@ -20,6 +20,7 @@ from iris_app.broker import LocalBroker
 from iris_app.registry import RegistryError, Roles
 from iris_app.samples import feature_rows, read_samples
 from iris_app.serving import ModelServer
+from iris_app.settings import Settings
 
 SECOND = REPO / "tests" / "models" / "second"  # a real AutoML MOJO (a quick run), other than mojo/'s
 DEFAULT_ID = orjson.loads((REPO / "mojo" / "model.json").read_bytes())["modelId"]
@@ -181,7 +182,7 @@ def test_a_deploy_reaches_both_workers_without_a_restart_and_rollback_and_refusa
         # Published behind the command's back: the workers must refuse it themselves.
         asyncio.run(
             registry.publish(
-                [broker.url.removeprefix("kafka://")],
+                Settings.from_env({"KAFKA_BROKER": broker.url}),
                 [
                     (b"broken", b"not a package"),
                     (registry.SERVING_KEY, Roles("broken", None, DEFAULT_ID).encode()),

@@ -14,6 +14,7 @@ from test_scoring import assert_matches_h2o
 from iris_app import registry
 from iris_app.broker import LocalBroker
 from iris_app.scoring import Scorer
+from iris_app.settings import Settings
 
 
 @pytest.mark.slow
@@ -40,7 +41,7 @@ def test_a_quick_training_run_writes_a_model_the_scorer_loads_and_deploys_it(tmp
             text=True,
             timeout=600,
         )
-        published = asyncio.run(registry.read([broker.url.removeprefix("kafka://")]))
+        published = asyncio.run(registry.read(Settings.from_env({"KAFKA_BROKER": broker.url}).kafka))
     assert run.returncode == 0, run.stdout + run.stderr
     assert "AutoML progress" in run.stdout
     assert f"Wrote {json.loads((out / 'model.json').read_text())['modelId']} to {out}/" in run.stdout
