@@ -137,7 +137,7 @@ class Consumer(aiokafka.Consumer):
                 if self._assignment_changed(generation):
                     return
             message = self._to_message(tp, record)
-            if into is not None and not into.queue.full():  # no await: nothing changed
+            if into is not None and not into.queue.full():  # no await: the assignment cannot change
                 into.put(message)
             else:
                 await deliver(message)
