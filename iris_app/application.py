@@ -12,8 +12,8 @@ import mode
 from . import registry
 from .connection import BrokerUnreachable, Cluster, describe_cluster
 from .faust_ext import IncompatibleVersion, check_env_settings, check_versions
+from .faust_ext.app import App
 from .faust_ext.schema import raw_schema
-from .faust_ext.transport import App
 from .models import AccuracyDelta, WindowCount, WindowDelta
 from .samples import feature_rows
 from .scoring import ModelError

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from .steps import Shadow, Tally
+    from .classifying import Shadow, Tally
 
 log = logging.getLogger(__name__)
 
