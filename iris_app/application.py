@@ -10,7 +10,8 @@ import faust
 import mode
 
 from . import registry
-from .connection import BrokerUnreachable, Cluster, describe_cluster
+from .cluster import Cluster, describe_cluster, wait_for_topics
+from .connection import BrokerUnreachable
 from .faust_ext import IncompatibleVersion, check_env_settings, check_versions
 from .faust_ext.app import App
 from .faust_ext.schema import raw_schema
@@ -54,6 +55,7 @@ class IrisApp(App):
         )
         self.settings = settings
         self.min_insync_replicas = 1  # of the topics the app creates: set at start (adapt_to)
+        self.declared: list[faust.TopicT] = []  # the app's own topics (declare), made at start
         self.models: ModelServer | None = None  # the model(s) scored with, from the start on
         # Loaded once at start, before any record is read; an OSError stops the worker with one line.
         self.loaders: list[Callable[[], None]] = []
@@ -68,6 +70,7 @@ class IrisApp(App):
         published = registry.Registry()
         try:
             self.adapt_to(await describe_cluster(self.settings.kafka))
+            await self.declare_topics()
             published = await registry.read(self.settings.kafka, timeout=10)
         except BrokerUnreachable as e:
             unreachable = e
@@ -86,6 +89,16 @@ class IrisApp(App):
         self.log.info(
             "Scoring with %s from %s (classes %s)", scorer.model_id, scorer.path, ", ".join(scorer.labels)
         )
+
+    async def declare_topics(self) -> None:
+        """Make every topic the app uses (its own, the tables' changelogs) as Faust makes them, each with
+        min.insync.replicas, and wait until the brokers list them: on Apache Kafka a topic made while
+        the group forms is left out of its assignment until the consumer's next metadata refresh."""
+        topics = [*self.declared, *(table.changelog_topic for table in self.tables.values())]
+        for topic in topics:
+            topic.config = {**(topic.config or {}), "min.insync.replicas": str(self.min_insync_replicas)}
+            await topic.maybe_declare()
+        await wait_for_topics(self.settings.kafka, [name for topic in topics for name in topic.topics])
 
     def adapt_to(self, cluster: Cluster) -> None:
         """Replicate the topics the app creates as the cluster allows (Settings.replication); on tansu,
@@ -121,8 +134,10 @@ except (IncompatibleVersion, ValueError) as e:  # SettingsError is a ValueError
 
 
 def declare(name: str, **options) -> faust.TopicT:
-    """A topic the app creates if it is missing, with IRIS_PARTITIONS partitions."""
-    return app.topic(name, partitions=settings.partitions, internal=True, **options)
+    """A topic the app creates at start if it is missing, with IRIS_PARTITIONS partitions."""
+    topic = app.topic(name, partitions=settings.partitions, internal=True, **options)
+    app.declared.append(topic)
+    return topic
 
 
 # JSON bytes the app encodes and decodes itself (orjson).

@@ -13,10 +13,9 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
 from aiokafka.helpers import create_ssl_context
@@ -210,25 +209,3 @@ async def check_reachable(kafka: Connection, timeout: float = 10.0) -> None:
         except (OSError, KafkaError, TimeoutError) as error:
             causes.append(f"{server}: {explain(error)}")
     raise BrokerUnreachable("cannot reach the Kafka broker at " + "; ".join(causes))
-
-
-class Cluster(NamedTuple):
-    brokers: int
-    cluster_id: str
-
-    @property
-    def is_tansu(self) -> bool:
-        """tansu (the embedded default's broker) names its cluster so; Apache Kafka makes a random id."""
-        return self.cluster_id.startswith("tansu")
-
-
-async def describe_cluster(kafka: Connection, timeout: float = 10.0) -> Cluster:
-    """How many brokers the cluster has, and its id; BrokerUnreachable (with its cause) if none answers."""
-    await check_reachable(kafka, timeout)
-    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=int(timeout * 1000))
-    await admin.start()
-    try:
-        described = await admin.describe_cluster()
-    finally:
-        await admin.close()
-    return Cluster(len(described["brokers"]), described["cluster_id"] or "")
