@@ -60,12 +60,26 @@ class Node:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The node's process id while it runs (benchmarks read its CPU time)."""
+        return self.process and self.process.pid
+
 
 class KafkaCluster:
     """`size` Kafka nodes, each broker and controller, for the life of a `with` block."""
 
-    def __init__(self, size: int = 1, tls: BrokerTLS | None = None, folder: Path | None = None) -> None:
+    def __init__(
+        self,
+        size: int = 1,
+        tls: BrokerTLS | None = None,
+        folder: Path | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
+        """`advertised_port`: of a single node, the port its clients are told to use (a proxy's, in tests
+        of an outage); by default its own."""
         self.size = size
+        self.advertised_port = advertised_port
         self.tls = tls
         self.secure = tls is not None
         self._tmp = None if folder else tempfile.TemporaryDirectory(prefix="iris_app-kafka-")
@@ -76,14 +90,21 @@ class KafkaCluster:
         ]
 
     @property
+    def pid(self) -> int | None:
+        """The first node's process id (benchmarks read its CPU time)."""
+        return self.nodes[0].pid
+
+    @property
     def bootstrap(self) -> str:
         """host:port of every node, comma-separated, for plain Kafka clients."""
+        if self.advertised_port:
+            return f"127.0.0.1:{self.advertised_port}"
         return ",".join(node.address for node in self.nodes)
 
     @property
     def url(self) -> str:
         """Every node in Faust's form: kafka://a:1;kafka://b:2."""
-        return ";".join(f"kafka://{node.address}" for node in self.nodes)
+        return ";".join(f"kafka://{address}" for address in self.bootstrap.split(","))
 
     def __enter__(self) -> KafkaCluster:
         try:
@@ -110,7 +131,7 @@ class KafkaCluster:
             f"node.id={node.id}",
             f"controller.quorum.voters={voters}",
             f"listeners=CLIENT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-            f"advertised.listeners=CLIENT://127.0.0.1:{node.port}",
+            f"advertised.listeners=CLIENT://127.0.0.1:{self.advertised_port or node.port}",
             "controller.listener.names=CONTROLLER",
             f"listener.security.protocol.map=CLIENT:{client},CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name=CLIENT",
