@@ -23,7 +23,7 @@ from .broker import BrokerError, free_port, stop_process
 
 KAFKA_DIR = Path(__file__).resolve().parent.parent / "kafka"
 LIB = KAFKA_DIR / "lib"
-HEAP = "-Xmx512m -XX:TieredStopAtLevel=1"
+HEAP = "-Xmx512m"
 USER, PASSWORD = "iris", "iris-secret-password"  # the SCRAM user of a secure cluster (tests only)
 
 
