@@ -60,6 +60,11 @@ consumer_lag = Gauge(
     ["topic", "partition"],
     registry=registry,
 )
+under_replicated = Gauge(
+    "iris_under_replicated_partitions",
+    "Input partitions with fewer in-sync replicas than replicas, or no leader: a broker is down or behind",
+    registry=registry,
+)
 partition_stalled = Gauge(
     "iris_partition_stalled",
     "1 while an assigned input partition has records to read and its committed offset does not move",

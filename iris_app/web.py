@@ -182,7 +182,10 @@ async def health(web: View, request: Request) -> Response:
     elif app.tables.recovery.in_recovery:
         reason = "recovering table state"
     else:
-        return json_response(web, {"status": "ready", "model": app.models.scorer.model_id})
+        ready = {"status": "ready", "model": app.models.scorer.model_id}
+        if watchdog.cluster_note is not None:
+            ready["cluster"] = watchdog.cluster_note
+        return json_response(web, ready)
     return json_response(web, {"status": "not ready", "reason": reason}, 503)
 
 
