@@ -11,11 +11,16 @@ PLAYWRIGHT_CHROMIUM_STARTS := $(BIN)/python -c 'from playwright.sync_api import 
 PLAYWRIGHT_INSTALL_CHROMIUM := PLAYWRIGHT_DOWNLOAD_CONNECTION_TIMEOUT=15000 \
   timeout 600 $(BIN)/playwright install --only-shell chromium >/dev/null 2>&1
 
-.PHONY: run test train lint
-run: $(VENV)/.installed
-	$(BIN)/iris-app-local
+# Apache Kafka's jars (kafka/pom.xml), fetched once by Maven: the tests' brokers, and `make run BROKER=kafka`.
+KAFKA_LIB := kafka/lib/.fetched
+# The broker `make run` starts: tansu (memory only, the quick default) or kafka (Apache Kafka, KRaft).
+BROKER ?= tansu
 
-test: $(VENV)/.installed
+.PHONY: run test train lint
+run: $(VENV)/.installed $(if $(filter kafka,$(BROKER)),$(KAFKA_LIB))
+	IRIS_LOCAL_BROKER=$(BROKER) $(BIN)/iris-app-local
+
+test: $(VENV)/.installed-test $(KAFKA_LIB)
 	@[ -x /usr/bin/chromium ] || $(PLAYWRIGHT_CHROMIUM_STARTS) \
 	  || { $(PLAYWRIGHT_INSTALL_CHROMIUM) && $(PLAYWRIGHT_CHROMIUM_STARTS); } || { \
 	  echo "The dashboard test needs a Chromium: apt-get install chromium, or $(BIN)/playwright install chromium"; exit 1; }
@@ -23,8 +28,14 @@ test: $(VENV)/.installed
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/pytest -n 4 --dist load --maxschedchunk 1 --durations=8
 
-train: $(VENV)/.installed
+train: $(VENV)/.installed-test
 	$(BIN)/faust -A iris_app train
+
+$(KAFKA_LIB): kafka/pom.xml
+	@command -v mvn >/dev/null || { \
+	  echo "The tests run Apache Kafka, whose jars Maven fetches: install Maven (e.g. apt-get install maven)."; exit 1; }
+	mvn -q -B -f kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/kafka/lib
+	touch $@
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -33,5 +44,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	  echo "iris_app needs Java 17 (a JRE is enough, e.g. Debian's openjdk-17-jre-headless): 'java -version' found none."; exit 1; }
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $@
+
+# The test tools (pytest, h2o for training, Playwright, linters) on top of what running needs.
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@

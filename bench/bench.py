@@ -32,6 +32,7 @@ from iris_app import registry
 from iris_app.broker import LocalBroker
 from iris_app.models import FEATURES
 from iris_app.scoring import Scorer
+from iris_app.settings import Settings
 
 SHADOW = REPO / "tests" / "models" / "second"  # a second real MOJO, for the shadow run
 IMPLEMENTATIONS = {
@@ -104,7 +105,8 @@ async def set_shadow(kind: str, bootstrap: str) -> None:
         model_id, package = registry.pack(SHADOW)
         roles = registry.Roles(serving=None, shadow=model_id)
         await registry.publish(
-            [bootstrap], [(model_id.encode(), package), (registry.SERVING_KEY, roles.encode())]
+            Settings.from_env({"KAFKA_BROKER": bootstrap}),
+            [(model_id.encode(), package), (registry.SERVING_KEY, roles.encode())],
         )
 
 

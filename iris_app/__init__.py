@@ -2,7 +2,8 @@
 
 `faust -A iris_app worker` asks this package for `app`: only then is the Faust app
 built (settings read, agents, tables, commands and pages registered). The pure
-modules (models, scoring, steps, windows, settings) import without it.
+modules (models, scoring, classifying, counting, dead_letters, windows,
+settings) import without it.
 """
 
 from __future__ import annotations

@@ -5,12 +5,13 @@ iris ─► classify ─► iris-classified          (each record with predicted
            ├─────► iris-window-deltas        (per batch: +n per window and species/predictedSpecies)
            │          ─► count ─► window-counts table ─► iris-classified-window-counts
            └─────► iris-accuracy-deltas      (per batch: +correct/+total per window, labelled records)
-                      ─► score_accuracy ─► window-accuracy table ─► iris-classified-window-accuracy
+                      ─► tally_accuracy ─► window-accuracy table ─► iris-classified-window-accuracy
 
-The agents only wire the steps (steps.py, plain functions) and send. Every event is
-acknowledged once everything it caused is delivered, table changelog writes
-included; a failure anywhere stops the worker (CrashingSupervisor, application.py),
-so no offset is ever committed past a record that was not handled.
+The agents only wire the steps (plain functions: classifying.py, counting.py,
+dead_letters.py) and send. Every event is acknowledged once everything it caused
+is delivered, table changelog writes included; a failure anywhere stops the worker
+(CrashingSupervisor, application.py), so no offset is ever committed past a record
+that was not handled.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import NamedTuple
 import faust
 import orjson
 
-from . import metrics, registry, steps
+from . import classifying, counting, metrics, registry
 from .application import (
     accuracy_deltas_topic,
     app,
@@ -36,17 +37,17 @@ from .application import (
     window_counts_topic,
     window_deltas_topic,
 )
+from .dead_letters import dead_letter
 from .faust_ext.batches import batches
 from .models import AccuracyDelta, WindowDelta
 from .pipeline import Delivery, ahead
 from .samples import Samples
 from .scoring import Failure, Prediction
-from .tables import ACCURACY_KEY, count_key, window_accuracy, window_counts
+from .tables import ACCURACY_KEY, WINDOW_MS, count_key, window_accuracy, window_counts
 from .windows import EventClocks
 
 BATCH_SIZE = 1000  # records scored and sent together
 BATCH_WITHIN = 0.05  # seconds to wait for a batch to fill
-WINDOW_MS = settings.window_ms
 
 if settings.generator_interval > 0:
     samples = Samples()
@@ -63,7 +64,7 @@ async def follow_models() -> None:
     """Serve what `iris-models` says, switching between two batches (serving.py)."""
     while True:
         try:
-            await registry.follow(settings.bootstrap_servers, app.models.on_change)
+            await registry.follow(settings.kafka, app.models.on_change)
         except Exception as e:  # the broker went away, say: read the registry again from its start
             app.log.warning("Reading %s failed, again in 5 s: %r", registry.TOPIC, e)
             await asyncio.sleep(5)
@@ -71,21 +72,21 @@ async def follow_models() -> None:
 
 class Scored(NamedTuple):
     events: list[faust.EventT]
-    checked: steps.Checked
+    checked: classifying.Checked
     predictions: list[Prediction | Failure]
     model_id: str
-    shadow: steps.Shadow | None  # the shadow model's predictions, while one is set
+    shadow: classifying.Shadow | None  # the shadow model's predictions, while one is set
 
 
 async def check_and_score(events: list[faust.EventT]) -> Scored:
     """Check a batch of input records (SPEC) and score the valid ones on the scorer's thread, with the
     serving model and, while one is set, the shadow model."""
-    checked = steps.check(event.message for event in events)
+    checked = classifying.check(event.message for event in events)
     serving, shadow = app.models.scorers()  # one pair for the whole batch: a switch happens between batches
-    rows = steps.feature_rows(checked.valid)
+    rows = classifying.feature_rows(checked.valid)
     with metrics.scoring_seconds.time():
         predictions = await serving.predict_aside(rows)
-        shadowed = steps.Shadow(shadow.model_id, await shadow.predict_aside(rows)) if shadow else None
+        shadowed = classifying.Shadow(shadow.model_id, await shadow.predict_aside(rows)) if shadow else None
     return Scored(events, checked, predictions, serving.model_id, shadowed)
 
 
@@ -100,8 +101,8 @@ async def classify(stream: faust.StreamT) -> None:
     """
     scored: AsyncIterator[Scored] = ahead(batches(stream, BATCH_SIZE, within=BATCH_WITHIN), check_and_score)
     async for events, checked, predictions, model_id, shadow in scored:
-        classified = steps.label(checked.valid, predictions, model_id, shadow)
-        counted = steps.tally(
+        classified = classifying.label(checked.valid, predictions, model_id, shadow)
+        counted = classifying.tally(
             classified.labelled,
             clocks,
             now_ms=int(time.time() * 1000),
@@ -109,18 +110,18 @@ async def classify(stream: faust.StreamT) -> None:
             shadow=shadow and shadow.model_id,
         )
         rejected = [*checked.invalid, *classified.failed]
-        letters = [steps.dead_letter(source, error) for source, error in rejected]
+        letters = [dead_letter(source, error) for source, error in rejected]
 
         delivery = Delivery(events)
         delivery.add(*await app.producer.send_batches(dlq_topic.get_topic_name(), letters))
         delivery.add(*await app.producer.send_batches(classified_topic.get_topic_name(), classified.outputs))
-        for delta in steps.window_deltas(counted):
+        for delta in classifying.window_deltas(counted):
             delivery.add(
                 await window_deltas_topic.send(
                     key=count_key(delta.species, delta.predictedSpecies), value=delta
                 )
             )
-        for delta in steps.accuracy_deltas(counted):
+        for delta in classifying.accuracy_deltas(counted):
             delivery.add(await accuracy_deltas_topic.send(key=ACCURACY_KEY, value=delta))
         metrics.observe_batch(
             len(classified.outputs), [error.reason for _, error in rejected], counted, shadow
@@ -144,8 +145,8 @@ async def count(deltas: faust.StreamT[WindowDelta]) -> None:
         if window_counts.table.expired(event.message.partition, delta.startMs):
             metrics.expired_deltas.inc()  # its window is gone: counting it would start it again at zero
         else:  # written and published even when a replay adds nothing (REPLAYED_WRITES)
-            window_counts[key] = value = steps.add_count(window_counts[key].value(), delta)
-            out_key, out = steps.window_count(delta, value["count"], WINDOW_MS)
+            window_counts[key] = value = counting.add_count(window_counts[key].value(), delta)
+            out_key, out = counting.window_count(delta, value["count"], WINDOW_MS)
             delivery.add(
                 await window_counts_topic.send(key=out_key, value=out), *window_counts.table.take_writes()
             )
@@ -153,7 +154,7 @@ async def count(deltas: faust.StreamT[WindowDelta]) -> None:
 
 
 @app.agent(accuracy_deltas_topic)
-async def score_accuracy(deltas: faust.StreamT[AccuracyDelta]) -> None:
+async def tally_accuracy(deltas: faust.StreamT[AccuracyDelta]) -> None:
     """Add each delta to its window's tallies, once however often replayed; publish each model's accuracy."""
     delivery = Delivery()
     async for event in deltas.noack().events():
@@ -161,11 +162,11 @@ async def score_accuracy(deltas: faust.StreamT[AccuracyDelta]) -> None:
         if window_accuracy.table.expired(event.message.partition, delta.startMs):
             metrics.expired_deltas.inc()
         else:  # (REPLAYED_WRITES)
-            window_accuracy[ACCURACY_KEY] = value = steps.add_accuracy(
+            window_accuracy[ACCURACY_KEY] = value = counting.add_accuracy(
                 window_accuracy[ACCURACY_KEY].value(), delta
             )
             metrics.observe_accuracy(value)
-            for out_key, out in steps.window_accuracies(delta.startMs, value, WINDOW_MS):
+            for out_key, out in counting.window_accuracies(delta.startMs, value, WINDOW_MS):
                 delivery.add(await window_accuracy_topic.send(key=out_key, value=orjson.dumps(out)))
             delivery.add(*window_accuracy.table.take_writes())
         await delivery.settle_when_idle(event, deltas.channel.queue)

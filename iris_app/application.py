@@ -10,9 +10,11 @@ import faust
 import mode
 
 from . import registry
+from .cluster import Cluster, describe_cluster, wait_for_topics
+from .connection import BrokerUnreachable
 from .faust_ext import IncompatibleVersion, check_env_settings, check_versions
+from .faust_ext.app import App
 from .faust_ext.schema import raw_schema
-from .faust_ext.transport import App
 from .models import AccuracyDelta, WindowCount, WindowDelta
 from .samples import feature_rows
 from .scoring import ModelError
@@ -31,7 +33,10 @@ class IrisApp(App):
         )
         super().__init__(
             "iris_app",
-            broker=settings.broker,
+            broker=settings.kafka.url,
+            broker_credentials=settings.kafka.faust_credentials(),
+            producer_acks=-1,  # every in-sync replica has each record: a broker may be lost at any time
+            producer_compression_type=settings.compression,
             store="rocksdb://",
             topic_partitions=settings.partitions,
             # Kafka's own former default: a new worker joins in seconds, not half a minute.
@@ -49,18 +54,28 @@ class IrisApp(App):
             **producer_options,
         )
         self.settings = settings
+        self.min_insync_replicas = 1  # of the topics the app creates: set at start (adapt_to)
+        self.declared: list[faust.TopicT] = []  # the app's own topics (declare), made at start
         self.models: ModelServer | None = None  # the model(s) scored with, from the start on
         # Loaded once at start, before any record is read; an OSError stops the worker with one line.
         self.loaders: list[Callable[[], None]] = []
 
     async def on_first_start(self) -> None:
-        """Load the model (what `iris-models` serves, else IRIS_MOJO) and what the agents need, first."""
+        """Load the model (what `iris-models` serves, else IRIS_MOJO) and what the agents need, first.
+
+        A model that cannot serve stops the worker (exit 2) before a broker out of reach does (exit 1).
+        """
         await super().on_first_start()
+        unreachable = None
+        published = registry.Registry()
         try:
-            published = await registry.read(self.settings.bootstrap_servers, timeout=10)
-        except Exception as e:  # no broker yet: the worker follows the registry once it can reach it
+            self.adapt_to(await describe_cluster(self.settings.kafka))
+            await self.declare_topics()
+            published = await registry.read(self.settings.kafka, timeout=10)
+        except BrokerUnreachable as e:
+            unreachable = e
+        except Exception as e:  # the broker went away meanwhile: the worker follows the registry later
             self.log.warning("Cannot read %s yet (%r): serving %s", registry.TOPIC, e, self.settings.mojo)
-            published = registry.Registry()
         try:
             self.models = ModelServer(self.settings.mojo, Path(self.conf.appdir) / "models", feature_rows())
             self.models.start(published)
@@ -68,9 +83,37 @@ class IrisApp(App):
                 load()
         except (ModelError, OSError) as e:
             stop(f"cannot start: {e}", code=2)
+        if unreachable is not None:
+            stop(str(unreachable), code=1)
         scorer = self.models.scorer
         self.log.info(
             "Scoring with %s from %s (classes %s)", scorer.model_id, scorer.path, ", ".join(scorer.labels)
+        )
+
+    async def declare_topics(self) -> None:
+        """Make every topic the app uses (its own, the tables' changelogs) as Faust makes them, each with
+        min.insync.replicas, and wait until the brokers list them: on Apache Kafka a topic made while
+        the group forms is left out of its assignment until the consumer's next metadata refresh."""
+        topics = [*self.declared, *(table.changelog_topic for table in self.tables.values())]
+        for topic in topics:
+            topic.config = {**(topic.config or {}), "min.insync.replicas": str(self.min_insync_replicas)}
+            await topic.maybe_declare()
+        await wait_for_topics(self.settings.kafka, [name for topic in topics for name in topic.topics])
+
+    def adapt_to(self, cluster: Cluster) -> None:
+        """Replicate the topics the app creates as the cluster allows (Settings.replication); on tansu,
+        send Faust's own records one per batch, as its end offsets need (docs/SPEC.md, "The local broker")."""
+        replicas, min_insync = self.settings.replication(cluster.brokers)
+        self.conf.topic_replication_factor = replicas
+        self.min_insync_replicas = min_insync
+        if cluster.is_tansu and self.settings.producer_max_batch_size is None:
+            self.producer.max_batch_size = 1
+        self.log.info(
+            "Kafka cluster %s: %d broker(s); topics made with %d replica(s), min.insync.replicas %d",
+            cluster.cluster_id,
+            cluster.brokers,
+            replicas,
+            min_insync,
         )
 
 
@@ -91,8 +134,10 @@ except (IncompatibleVersion, ValueError) as e:  # SettingsError is a ValueError
 
 
 def declare(name: str, **options) -> faust.TopicT:
-    """A topic the app creates if it is missing, with IRIS_PARTITIONS partitions."""
-    return app.topic(name, partitions=settings.partitions, internal=True, **options)
+    """A topic the app creates at start if it is missing, with IRIS_PARTITIONS partitions."""
+    topic = app.topic(name, partitions=settings.partitions, internal=True, **options)
+    app.declared.append(topic)
+    return topic
 
 
 # JSON bytes the app encodes and decodes itself (orjson).

@@ -59,11 +59,11 @@ async def deploy(
     """Publish a model (default IRIS_MOJO) to iris-models and serve it: workers switch without a restart."""
     try:
         if list_models:
-            self.say(listing(await registry.read(settings.bootstrap_servers)))
+            self.say(listing(await registry.read(settings.kafka)))
         elif promote or rollback:
-            published = await registry.read(settings.bootstrap_servers)
+            published = await registry.read(settings.kafka)
             roles = published.roles.promote() if promote else published.roles.rollback()
-            await registry.publish(settings.bootstrap_servers, [(registry.SERVING_KEY, roles.encode())])
+            await registry.publish(settings, [(registry.SERVING_KEY, roles.encode())])
             self.say(f"Serving {roles.serving}")
         else:
             self.say(await publish_model(path or settings.mojo, shadow=shadow))
@@ -75,7 +75,7 @@ async def publish_model(folder: Path, *, shadow: bool) -> str:
     """Check a model as a worker would, publish it, and make it serve (or shadow); what was done."""
     checked_scorer(folder, feature_rows())  # the workers' own check: refuse here what they would refuse
     model_id, package = registry.pack(folder)
-    published = await registry.read(settings.bootstrap_servers)
+    published = await registry.read(settings.kafka)
     records = [(model_id.encode(), package)]
     roles = published.roles
     if roles.serving is None and not shadow and folder.resolve() != settings.mojo.resolve():
@@ -84,7 +84,7 @@ async def publish_model(folder: Path, *, shadow: bool) -> str:
         records.append((fallback_id.encode(), fallback))
         roles = roles._replace(serving=fallback_id)
     roles = roles.with_shadow(model_id) if shadow else roles.deploy(model_id)
-    await registry.publish(settings.bootstrap_servers, [*records, (registry.SERVING_KEY, roles.encode())])
+    await registry.publish(settings, [*records, (registry.SERVING_KEY, roles.encode())])
     return f"Published {model_id}; " + (
         f"shadowing {roles.serving}" if shadow else f"serving it (was {roles.previous})"
     )
@@ -123,7 +123,7 @@ async def watch(self: AppCommand, topic: str, from_beginning: bool) -> None:
     """Print a topic's messages as `key<TAB>value` lines, following new ones until Ctrl-C."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka.client_options(),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
     )

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from . import metrics
+from .connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +85,11 @@ class OffsetsProbe:
     takes part in a rebalance.
     """
 
-    def __init__(self, bootstrap_servers: list[str], group_id: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, kafka: Connection, group_id: str) -> None:
+        self.kafka = kafka
         self.group_id = group_id
         self._consumer: AIOKafkaConsumer | None = None  # made on first use: aiokafka wants a running loop
+        self._admin: AIOKafkaAdminClient | None = None
 
     async def offsets(
         self, partitions: Iterable[TopicPartition]
@@ -97,7 +100,7 @@ class OffsetsProbe:
             async with asyncio.timeout(BROKER_TIMEOUT * 2):
                 if self._consumer is None:
                     consumer = AIOKafkaConsumer(
-                        bootstrap_servers=self.bootstrap_servers,
+                        **self.kafka.client_options(),
                         group_id=self.group_id,
                         enable_auto_commit=False,
                         request_timeout_ms=int(BROKER_TIMEOUT * 1000),
@@ -113,9 +116,32 @@ class OffsetsProbe:
             raise BrokerUnreachable(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
         return committed, ends
 
+    async def under_replicated(self, topics: Iterable[str]) -> list[str]:
+        """Partitions of `topics` with fewer in-sync replicas than replicas, or no leader: a broker of the
+        cluster is down or behind. BrokerUnreachable when the broker does not answer."""
+        try:
+            async with asyncio.timeout(BROKER_TIMEOUT * 2):
+                if self._admin is None:
+                    admin = AIOKafkaAdminClient(
+                        **self.kafka.client_options(), request_timeout_ms=int(BROKER_TIMEOUT * 1000)
+                    )
+                    await admin.start()
+                    self._admin = admin
+                described = await self._admin.describe_topics(sorted(topics))
+        except Exception as e:  # as in offsets()
+            raise BrokerUnreachable(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
+        return sorted(
+            f"{topic['topic']}[{partition['partition']}]"
+            for topic in described
+            for partition in topic["partitions"]
+            if partition["leader"] < 0 or len(partition["isr"]) < len(partition["replicas"])
+        )
+
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
+        if self._admin is not None:
+            await self._admin.close()
 
 
 class Watchdog:
@@ -129,15 +155,16 @@ class Watchdog:
         app: faust.App,
         topics: Iterable[str],
         stall_seconds: float,
-        bootstrap: list[str],
+        kafka: Connection,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
         self.clock = clock
         self.topics = set(topics)
         self.progress = Progress(stall_seconds)
-        self.probe = OffsetsProbe(bootstrap, app.conf.id)
+        self.probe = OffsetsProbe(kafka, app.conf.id)
         self.broker_error: str | None = None
+        self.degraded: list[str] = []  # input partitions under-replicated: /health says so, still 200
         self.stalled: list[TopicPartition] = []
         self._healed_at: dict[TopicPartition, float] = {}
 
@@ -161,6 +188,7 @@ class Watchdog:
         if self.broker_error is not None:
             log.info("The broker answers again")
         self.broker_error = None
+        await self._look_at_replicas()
         if settling:
             self.progress.restart(now)  # partitions wait for the rebalance: not a stall
             self.stalled = []  # and what stalled before it is read again from its committed offset
@@ -185,6 +213,26 @@ class Watchdog:
                     state.committed,
                 )
                 await self.app.consumer.seek(tp, state.committed)
+
+    async def _look_at_replicas(self) -> None:
+        """Note (and log once) input partitions missing a replica: the cluster is degraded, not the worker."""
+        try:
+            degraded = await self.probe.under_replicated(self.topics)
+        except BrokerUnreachable:
+            return  # said by the next look at the offsets
+        if degraded and degraded != self.degraded:
+            log.warning("A broker is down or behind: %d partition(s) under-replicated", len(degraded))
+        elif self.degraded and not degraded:
+            log.info("Every partition has all its replicas again")
+        self.degraded = degraded
+        metrics.under_replicated.set(len(degraded))
+
+    @property
+    def cluster_note(self) -> str | None:
+        """What /health adds while the cluster is degraded (the worker itself still classifies)."""
+        if not self.degraded:
+            return None
+        return f"a broker is down or behind: {len(self.degraded)} partition(s) under-replicated"
 
     def describe(self, tp: TopicPartition) -> str:
         state = self.progress.partitions[tp]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from .steps import Shadow, Tally
+    from .classifying import Shadow, Tally
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,11 @@ consumer_lag = Gauge(
     "iris_consumer_lag",
     "Records not yet committed, per input partition assigned to this worker (end offset - committed offset)",
     ["topic", "partition"],
+    registry=registry,
+)
+under_replicated = Gauge(
+    "iris_under_replicated_partitions",
+    "Input partitions with fewer in-sync replicas than replicas, or no leader: a broker is down or behind",
     registry=registry,
 )
 partition_stalled = Gauge(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import faust
 import orjson
@@ -78,6 +78,23 @@ class Output(NamedTuple):
     value: bytes
     timestamp_ms: int
     headers: list[tuple[str, bytes]] = []
+
+
+class Source(Protocol):
+    """An input message as Faust's consumer hands it over (timestamp in seconds)."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float
+    headers: Any
+
+
+def event_time_ms(source: Source) -> int:
+    """An input message's timestamp in milliseconds: its event time, and the time of what it causes."""
+    return round(source.timestamp * 1000)
 
 
 # Input offsets by source partition of `iris` (as text: JSON object keys are strings). A delta

@@ -21,7 +21,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from .connection import Connection
 from .scoring import GENMODEL_JAR, ModelError, find_mojo
+from .settings import Settings
 
 TOPIC = "iris-models"
 SERVING_KEY = b"serving"
@@ -118,14 +120,10 @@ def unpack(package: bytes, dest: Path, genmodel_jar: Path) -> Path:
     return dest
 
 
-def bootstrap_of(servers: list[str]) -> str:
-    return ",".join(servers)
-
-
-def registry_consumer(servers: list[str]) -> AIOKafkaConsumer:
+def registry_consumer(kafka: Connection) -> AIOKafkaConsumer:
     """A consumer of no group that reads the topic from its start and takes a model of any allowed size."""
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_of(servers),
+        **kafka.client_options(),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
@@ -135,9 +133,9 @@ def registry_consumer(servers: list[str]) -> AIOKafkaConsumer:
     )
 
 
-async def read(servers: list[str], timeout: float = 30.0) -> Registry:
+async def read(kafka: Connection, timeout: float = 30.0) -> Registry:
     """Everything `iris-models` holds now (an empty registry if the topic does not exist)."""
-    consumer = registry_consumer(servers)
+    consumer = registry_consumer(kafka)
     registry = Registry()
     await consumer.start()
     try:
@@ -155,26 +153,26 @@ async def read(servers: list[str], timeout: float = 30.0) -> Registry:
     return registry
 
 
-async def publish(servers: list[str], records: list[tuple[bytes, bytes]]) -> None:
-    """Send records to `iris-models` (created if missing: compacted, one partition), one at a time."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_of(servers))
+async def publish(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
+    """Send records to `iris-models` (created if missing: compacted, one partition, replicated as the
+    app's topics are), one at a time, each acknowledged by every in-sync replica."""
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
     await admin.start()
     try:
-        await admin.create_topics(
-            [
-                NewTopic(
-                    TOPIC,
-                    1,
-                    1,
-                    topic_configs={"cleanup.policy": "compact", "max.message.bytes": str(MAX_MESSAGE_BYTES)},
-                )
-            ]
-        )
+        replicas, min_insync = settings.replication(len((await admin.describe_cluster())["brokers"]))
+        config = {
+            "cleanup.policy": "compact",
+            "max.message.bytes": str(MAX_MESSAGE_BYTES),
+            "min.insync.replicas": str(min_insync),
+        }
+        await admin.create_topics([NewTopic(TOPIC, 1, replicas, topic_configs=config)])
     except TopicAlreadyExistsError:
         pass
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_of(servers), max_request_size=MAX_MESSAGE_BYTES)
+    producer = AIOKafkaProducer(
+        **settings.kafka.client_options(), acks="all", max_request_size=MAX_MESSAGE_BYTES
+    )
     await producer.start()
     try:
         for key, value in records:  # each alone in its batch: end offsets stay exact on tansu (SPEC)
@@ -183,9 +181,9 @@ async def publish(servers: list[str], records: list[tuple[bytes, bytes]]) -> Non
         await producer.stop()
 
 
-async def follow(servers: list[str], on_change: Callable[[Registry], Awaitable[None]]) -> None:
+async def follow(kafka: Connection, on_change: Callable[[Registry], Awaitable[None]]) -> None:
     """Read `iris-models` from its start for ever; `on_change(registry)` after every fetch that changed it."""
-    consumer = registry_consumer(servers)
+    consumer = registry_consumer(kafka)
     registry = Registry()
     await consumer.start()
     try:

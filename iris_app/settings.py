@@ -8,16 +8,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_BROKER = "kafka://localhost:9092"
+from .connection import Connection, SettingsError
+
+__all__ = ["Settings", "SettingsError"]
 
 
-class SettingsError(ValueError):
-    """A setting has a value the app cannot run with; the message names it."""
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
 @dataclass(frozen=True)
 class Settings:
-    broker: str = DEFAULT_BROKER
+    kafka: Connection = Connection()
     mojo: Path = Path("mojo")  # relative to the working directory, as data/ is
     generator_interval: float = 1.0
     window_seconds: int = 60
@@ -26,15 +27,30 @@ class Settings:
     stall_seconds: float = 30.0
     max_clock_skew_seconds: int = 300
     producer_max_batch_size: int | None = None
+    replication_factor: int | None = None  # None: 3 on a cluster of three brokers or more, else 1
+    min_insync_replicas: int | None = None  # None: the replication factor less one, at least 1
+    compression: str | None = None  # of the app's own outputs: gzip, snappy, lz4, zstd
 
     @property
     def window_ms(self) -> int:
         return self.window_seconds * 1000
 
+    def replication(self, brokers: int) -> tuple[int, int]:
+        """(replication factor, min.insync.replicas) of the topics the app creates on a cluster of
+        `brokers` brokers: IRIS_REPLICATION_FACTOR (default 3, or 1 below three brokers) and
+        IRIS_MIN_INSYNC_REPLICAS (default one less, at least 1), so one broker may be lost at a time."""
+        replicas = self.replication_factor or (3 if brokers >= 3 else 1)
+        return replicas, self.min_insync_replicas or max(1, replicas - 1)
+
+    @property
+    def broker(self) -> str:
+        """Every broker in Faust's form (kafka://a:9092;kafka://b:9092)."""
+        return self.kafka.url
+
     @property
     def bootstrap_servers(self) -> list[str]:
-        """host:port of each broker URL, for plain Kafka clients."""
-        return [url.split("://", 1)[1] for url in self.broker.split(";")]
+        """host:port of each broker, for plain Kafka clients of a plaintext cluster (benchmarks)."""
+        return list(self.kafka.servers)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -58,14 +74,15 @@ class Settings:
                 raise SettingsError(f"{name}={text!r} must be >= {minimum}")
             return value
 
-        broker = get("KAFKA_BROKER") or defaults.broker
-        for url in broker.split(";"):
-            if not url.partition("://")[2]:
-                raise SettingsError(f"KAFKA_BROKER={broker!r} is not a broker URL such as {DEFAULT_BROKER}")
         mojo = Path(get("IRIS_MOJO") or defaults.mojo)
         batch = get("IRIS_PRODUCER_MAX_BATCH_SIZE")
+        replicas = get("IRIS_REPLICATION_FACTOR")
+        min_insync = get("IRIS_MIN_INSYNC_REPLICAS")
+        compression = (get("IRIS_COMPRESSION") or "none").lower()
+        if compression not in COMPRESSIONS:
+            raise SettingsError(f"IRIS_COMPRESSION={compression!r} is not one of {', '.join(COMPRESSIONS)}")
         return cls(
-            broker=broker,
+            kafka=Connection.from_env(env),
             mojo=mojo,
             generator_interval=number(
                 "IRIS_GENERATOR_INTERVAL", defaults.generator_interval, integer=False, minimum=0
@@ -91,4 +108,11 @@ class Settings:
             producer_max_batch_size=None
             if batch is None
             else int(number("IRIS_PRODUCER_MAX_BATCH_SIZE", 0, integer=True, minimum=1)),
+            replication_factor=None
+            if replicas is None
+            else int(number("IRIS_REPLICATION_FACTOR", 0, integer=True, minimum=1)),
+            min_insync_replicas=None
+            if min_insync is None
+            else int(number("IRIS_MIN_INSYNC_REPLICAS", 0, integer=True, minimum=1)),
+            compression=None if compression == "none" else compression,
         )

@@ -18,6 +18,7 @@ def count_key(species: str, predicted_species: str) -> str:
 
 
 ACCURACY_KEY = "all"  # one key: a window's accuracy spans all species, and its updates are few
+WINDOW_MS = settings.window_ms  # a window's length: where its messages say it ends, and the event clocks
 
 
 def window_start_of(event: faust.EventT) -> float:
@@ -49,7 +50,8 @@ def windowed_table(name: str, default: type) -> faust.tables.wrappers.WindowWrap
     )
 
 
-# (species/predictedSpecies, window) -> {"count", "seen"}; ("all", window) -> {"correct", "total", "seen"}
-# ("seen": the highest input offset counted per source partition, steps.add_count)
+# (species/predictedSpecies, window) -> {"count", "seen"} (counting.add_count);
+# ("all", window) -> {"models", "compared", "agreed", "seen"} (counting.add_accuracy).
+# "seen": the highest input offset counted per source partition.
 window_counts = windowed_table("window-counts", dict)
 window_accuracy = windowed_table("window-accuracy", dict)

@@ -16,13 +16,12 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
-from . import metrics, steps
+from . import counting, metrics
 from .application import accuracy_deltas_topic, app, iris_topic, settings, window_deltas_topic
 from .health import Watchdog
 from .models import SPECIES, UNKNOWN_SPECIES, InvalidCounts, count_rows
-from .tables import ACCURACY_KEY, count_key, window_accuracy, window_counts
+from .tables import ACCURACY_KEY, WINDOW_MS, count_key, window_accuracy, window_counts
 
-WINDOW_MS = settings.window_ms
 PEER_TIMEOUT = 5.0  # seconds another worker may take to answer a forwarded request
 WATCH_EVERY = 5.0  # seconds between two looks of the watchdog
 
@@ -30,7 +29,7 @@ watchdog = Watchdog(
     app,
     [t.get_topic_name() for t in (iris_topic, window_deltas_topic, accuracy_deltas_topic)],
     settings.stall_seconds,
-    settings.bootstrap_servers,
+    settings.kafka,
 )
 
 
@@ -159,7 +158,7 @@ async def accuracy(web: View, request: Request) -> Response:
         return [
             message
             for start, value in local_windows(window_accuracy).get(ACCURACY_KEY, [])
-            for _, message in steps.window_accuracies(start, value, WINDOW_MS)
+            for _, message in counting.window_accuracies(start, value, WINDOW_MS)
         ]
 
     return await routed(web, request, window_accuracy, ACCURACY_KEY, local)
@@ -183,7 +182,10 @@ async def health(web: View, request: Request) -> Response:
     elif app.tables.recovery.in_recovery:
         reason = "recovering table state"
     else:
-        return json_response(web, {"status": "ready", "model": app.models.scorer.model_id})
+        ready = {"status": "ready", "model": app.models.scorer.model_id}
+        if watchdog.cluster_note is not None:
+            ready["cluster"] = watchdog.cluster_note
+        return json_response(web, ready)
     return json_response(web, {"status": "not ready", "reason": reason}, 503)
 
 

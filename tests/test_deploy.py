@@ -28,6 +28,7 @@ from support.worker import Worker
 
 from iris_app import registry
 from iris_app.registry import Roles
+from iris_app.settings import Settings
 
 
 @dataclass
@@ -78,7 +79,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Deploys:
         # Published behind the command's back: the workers must refuse it themselves.
         asyncio.run(
             registry.publish(
-                [broker.url.removeprefix("kafka://")],
+                Settings.from_env({"KAFKA_BROKER": broker.url}),
                 [
                     (b"broken", b"not a package"),
                     (registry.SERVING_KEY, Roles("broken", None, DEFAULT_ID).encode()),

@@ -12,6 +12,7 @@ from support.proxy import Proxy
 
 from iris_app import metrics
 from iris_app.broker import LocalBroker, free_port
+from iris_app.connection import Connection
 from iris_app.health import Progress, Watchdog
 
 IRIS_0, IRIS_1 = TopicPartition("iris", 0), TopicPartition("iris", 1)
@@ -90,7 +91,9 @@ def test_watchdog_names_stalls_and_a_lost_broker():
             tables=SimpleNamespace(recovery=SimpleNamespace(in_recovery=False)),
         )
         now = [0.0]
-        watchdog = Watchdog(app, ["iris"], stall_seconds=30, bootstrap=[bootstrap], clock=lambda: now[0])
+        watchdog = Watchdog(
+            app, ["iris"], stall_seconds=30, kafka=Connection((bootstrap,)), clock=lambda: now[0]
+        )
 
         async def scenario() -> None:
             await produce(bootstrap, 10)

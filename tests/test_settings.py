@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from iris_app.connection import Connection
 from iris_app.settings import Settings, SettingsError
 
 
@@ -32,7 +33,7 @@ def test_every_setting_is_read():
         }
     )
     assert settings == Settings(
-        broker="kafka://a:9092;kafka://b:9092",
+        kafka=Connection(("a:9092", "b:9092")),
         mojo=Path("/models/x.zip"),
         generator_interval=0,
         window_seconds=10,
@@ -45,7 +46,12 @@ def test_every_setting_is_read():
 @pytest.mark.parametrize(
     ("name", "value", "error"),
     [
-        ("KAFKA_BROKER", "localhost:9092", "KAFKA_BROKER='localhost:9092' is not a broker URL"),
+        (
+            "KAFKA_BROKER",
+            "http://localhost:9092",
+            "KAFKA_BROKER='http://localhost:9092': 'http://localhost:9092'",
+        ),
+        ("KAFKA_BROKER", "kafka://localhost", "KAFKA_BROKER='kafka://localhost': 'kafka://localhost' is not"),
         ("IRIS_GENERATOR_INTERVAL", "fast", "IRIS_GENERATOR_INTERVAL='fast' is not a number"),
         ("IRIS_GENERATOR_INTERVAL", "-1", "IRIS_GENERATOR_INTERVAL='-1' must be >= 0"),
         ("IRIS_GENERATOR_INTERVAL", "nan", "IRIS_GENERATOR_INTERVAL='nan' must be >= 0"),

@@ -22,6 +22,6 @@ def test_the_topology_command_prints_every_link_as_text_and_mermaid():
     assert "topic_iris[/iris/] --> agent_classify((classify))" in mermaid
     assert "agent_count((count)) <--> table_window_counts[(window-counts)]" in mermaid
     assert (
-        "agent_score_accuracy((score_accuracy)) --> "
+        "agent_tally_accuracy((tally_accuracy)) --> "
         "topic_iris_classified_window_accuracy[/iris-classified-window-accuracy/]" in mermaid
     )

@@ -14,6 +14,7 @@ from support.h2o_reference import assert_matches_h2o
 from iris_app import registry
 from iris_app.broker import LocalBroker
 from iris_app.scoring import Scorer
+from iris_app.settings import Settings
 
 
 @pytest.mark.slow
@@ -41,7 +42,7 @@ def test_training_writes_loads_and_deploys_a_model(tmp_path):
             text=True,
             timeout=600,
         )
-        published = asyncio.run(registry.read([broker.url.removeprefix("kafka://")]))
+        published = asyncio.run(registry.read(Settings.from_env({"KAFKA_BROKER": broker.url}).kafka))
     assert run.returncode == 0, run.stdout + run.stderr
     assert "AutoML progress" in run.stdout
     assert f"Wrote {json.loads((out / 'model.json').read_text())['modelId']} to {out}/" in run.stdout

@@ -1,4 +1,4 @@
-"""The app's consumer and producer (faust_ext/transport.py): records delivered in order from where the
+"""The app's consumer and producer (faust_ext): records delivered in order from where the
 partition was seeked to, commits that never pass an unacknowledged record; record batches as large as a
 request, and the metadata of every topic it sends to."""
 
@@ -11,7 +11,9 @@ from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 from fixtures import keyed, now_ms
 
-from iris_app.faust_ext.transport import App, Consumer, TopicTrackingProducer
+from iris_app.faust_ext.app import App
+from iris_app.faust_ext.consumer import Consumer
+from iris_app.faust_ext.producer import TopicTrackingProducer
 from iris_app.models import Output
 
 IRIS_0 = TP("iris", 0)
@@ -45,7 +47,7 @@ def drain(consumer: Consumer, steps: list) -> list[int]:
         return None
 
     consumer._next_records, consumer.callback, consumer._seek = next_records, deliver, nowhere
-    consumer._raw_queue, consumer.highwater = nowhere, lambda tp: 0
+    consumer._raw_queue_of, consumer.highwater = lambda tp: None, lambda tp: 0
     consumer.app.topics.acks_enabled_for = lambda topic: True
     consumer.flow_active = True
     asyncio.run(consumer._drain_messages(fetcher))
@@ -65,15 +67,17 @@ def seek_to_committed(offset: int):
     return seek
 
 
-def test_records_fetched_before_the_seek_to_the_committed_offset_are_not_delivered():
-    """Faust resumes the flow for table recovery before it seeks a new assignment's partitions. A fetch
-    begun before the rebalance, after the last record read (10, not yet acknowledged, so committed
-    there), went through first: out of order, and taken by Faust's commit rule for the run to commit."""
+def test_records_fetched_before_the_seek_are_dropped():
+    """Records fetched before the seek to the committed offset are not delivered. Faust resumes the flow
+    for table recovery before it seeks a new assignment's partitions; a fetch begun before the rebalance,
+    after the last record read (10, not yet acknowledged, so committed there), would go through first:
+    out of order, and taken by Faust's commit rule for the run to commit."""
     c = consumer()
     assert drain(c, [[11, 12], seek_to_committed(10), [10, 11, 12]]) == [10, 11, 12]
 
 
-def test_a_fetch_that_jumps_past_unread_records_is_read_again_from_the_first_of_them():
+def test_a_jump_is_read_again_from_its_first_record():
+    """A fetch that jumps past unread records (12-39) is read again from the first of them."""
     c = consumer()
     seeks = []
     c_seek = c.seek
@@ -87,9 +91,10 @@ def test_a_fetch_that_jumps_past_unread_records_is_read_again_from_the_first_of_
     assert seeks == [12]
 
 
-def test_a_commit_never_passes_a_record_still_unacknowledged_at_the_committed_offset():
-    """Faust commits a run of acknowledged offsets that starts one past the committed offset
-    (faust-streaming #606): the record at the committed offset, still being handled, was committed past."""
+def test_a_commit_never_passes_an_unacked_record():
+    """A commit never passes a record still unacknowledged at the committed offset. Faust commits a run
+    of acknowledged offsets that starts one past the committed offset (faust-streaming #606): the record
+    at the committed offset, still being handled, would be committed past."""
     c = consumer()
     c._committed_offset[IRIS_0] = 100
     c._acked[IRIS_0] += [102, 101, 103]  # as Consumer.ack appends them
@@ -107,7 +112,8 @@ async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
         await admin.close()
 
 
-def test_a_topic_known_from_the_first_metadata_fetch_stays_known_after_a_new_one_is_added(broker):
+def test_every_topic_sent_to_keeps_its_metadata(broker):
+    """A topic known from the first metadata fetch stays known after a new one is added."""
     bootstrap = broker.url.removeprefix("kafka://")
 
     async def run() -> None:
@@ -129,9 +135,10 @@ def test_a_topic_known_from_the_first_metadata_fetch_stays_known_after_a_new_one
     asyncio.run(run())
 
 
-def test_a_batch_of_records_goes_out_as_one_record_batch_per_partition_up_to_a_requests_size(broker, kafka):
-    """aiokafka sends one record batch per partition and request: in Faust's 16 KiB batches, the
-    classify agent's 1,000 records took one broker round trip after another."""
+def test_a_batch_is_one_record_batch_per_partition(broker, kafka):
+    """A batch of records goes out as one record batch per partition, up to a request's size. aiokafka
+    sends one record batch per partition and request: in Faust's 16 KiB batches, the classify agent's
+    1,000 records take one broker round trip after another."""
     records = [Output(key, b"x" * 200, now_ms(), [("iris-source-offset", b"1")]) for key in keyed("b", 1000)]
 
     async def send(max_request_size: int) -> list:

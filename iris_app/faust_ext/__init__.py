@@ -1,24 +1,83 @@
 """Everything in iris_app that reaches into Faust's or aiokafka's internals, in one place.
 
-Each piece says what it changes and why; nothing outside this package uses a
-private name of Faust or aiokafka. They were written against the versions in
-WRITTEN_FOR, and `check_versions()` stops a worker on any other:
+Nothing outside this package uses a private name of Faust or aiokafka. The code is
+written for the versions in WRITTEN_FOR, and `check_versions()` stops a worker on
+any other. What it changes, and why:
 
-- `transport.py`: the consumer's drain loop without its per-message tasks and
-  locks (speed), which never marks a record read across a rebalance (the
-  stall) and delivers a partition's records only in order from where it was
-  seeked to; commits that never pass an unacknowledged record (Faust's
-  off-by-one, faust-streaming #606), and of revoked partitions; a producer
-  that sends record batches and keeps every topic's metadata; the app's hooks
-  that install them (`App`).
-- `batches.py`: an agent's events taken a batch at a time from its channel
-  buffer, tracked for acknowledgement as Faust's stream tracks them.
-- `tables.py`: windowed tables that expire windows by event time, and whose
-  changelog writes can be awaited.
-- `schema.py`: raw bytes in and out, without Faust's codec lookups per message.
+The consumer (consumer.py)
+- `Consumer._drain_messages` is Faust's loop with its `getmany` inlined. Faust races
+  each delivery against "flow suspended" with four new tasks (mode's `wait_first`),
+  reads the partition's high-water mark and looks up its callback under a lock, per
+  message; here those happen once per partition and fetch, and a fetch's partitions
+  are delivered one after the other (Faust interleaves topics record by record).
+- `Consumer._raw_queue_of`, `_wait_as_the_conductor`, `RawQueue.put`: a partition read
+  by one stream of raw bytes (`iris`) skips the conductor's per-message coroutines
+  (flow control, the producer buffer's wait, decoding): the waits come once per fetch,
+  and each record goes straight into the stream's queue while it has room.
+- `Consumer._assignment_changed`: a delivery that waits out a rebalance (the conductor
+  waits while the flow is stopped) is not marked read, and the rest of its fetch is
+  dropped. The new assignment has set the read offset from the committed offset;
+  marked read, as Faust marks it, the old generation's record would make the new
+  assignment drop every record up to it as already read, and the partition would stall.
+- `Consumer._seeked`: a partition's records are delivered only once it is seeked in
+  this assignment. Faust resumes the flow for table recovery before that seek, and
+  records fetched meanwhile (buffered from before the rebalance) go through unchecked,
+  out of order: a window's count skips the records they jump.
+- `jumped`, `Consumer._read_again_from`: a jump in offsets is read again from its first
+  missing record. Faust takes it for a gap (compaction, transaction markers) and counts
+  the missing records as handled; the app's inputs have neither, so a jump means a
+  fetch raced the seek of a rebalance.
+- `Consumer.perform_seek`, `Consumer.seek`, `read_before`: the read offset always means
+  the last offset delivered. After a seek Faust records the next offset to read, so a
+  fetch that begins one record late looks like no jump, and that record is lost. A
+  partition with no committed offset starts at its first record (with "earliest"),
+  not where its fetch had got to before a rebalance dropped what it fetched.
+- `Consumer._new_offset`: a commit never passes the committed offset's own record while
+  it is unacknowledged. Faust commits a run of acknowledged offsets that starts one past
+  it (faust-streaming #606), and a record still being handled is lost if the worker stops.
+- `Consumer.on_partitions_revoked`: revoked partitions' acknowledged offsets are committed
+  before Faust forgets them (it does, and only then stops the flow), so the next owner
+  does not read them again.
+- `Consumer._next_records`: no idling while a stream buffer is full. aiokafka fetches
+  nothing from a broker while a paused partition's records sit unread there, so it polls
+  again within 50 ms; when every buffer is full Faust sleeps a second, here it waits
+  until one drains.
+- `FETCH_MAX_WAIT_MS`: a broker may hold an empty fetch 100 ms, not Faust's hard-coded
+  1.5 s. Kafka answers as soon as records arrive, but tansu holds the fetch the whole
+  time: with 1.5 s, records wait about half a second (p50 at 2,000/s).
 
-`check_env_settings()` builds Faust's own settings at start, so that a bad one
-given by environment variable stops the worker with one line naming it.
+The producer (producer.py)
+- `Producer.send_batches` sends a batch of records as one record batch per partition, as
+  large as a request may be (`producer_max_request_size`), not `producer_max_batch_size`
+  (16 KiB): aiokafka sends one batch per partition and request, so a classify batch in
+  16 KiB pieces takes several round trips to the broker, one after another.
+- `TopicTrackingProducer` keeps every topic it sends to in aiokafka's metadata requests.
+  aiokafka's client asks for all topics' metadata first, then only for the topics added
+  to it, and `send` adds a topic only when its metadata is missing: a topic known from
+  the first fetch drops out at the next update, and its batches wait for a leader in a
+  tight loop of metadata requests.
+
+The rest
+- `App` (app.py): the Faust app hooks that install this consumer and producer.
+- `batches.batches`: an agent takes its events a batch at a time from its channel buffer.
+  Faust's stream iteration costs a turn of the event loop and four sensor calls per
+  event, more than scoring the record. Each event is tracked as unacknowledged as
+  Faust's stream tracks it (`Stream._c_aiter`), and `batches.acknowledge` leaves the
+  events read before a rebalance (their offsets would enter the new assignment's
+  acknowledged offsets, and a commit before its seek would pass records not read yet).
+- `tables.EventTimeTable`: windows expire by event time. Faust expires them by
+  time.time() (`Table._del_old_keys`), so replayed or late data loses windows still
+  open in event time; only those it saw set since it started (never those restored),
+  and with no tombstone. Here a cleanup scans each active partition's RocksDB store and
+  deletes every window past the grace, with a tombstone in the changelog;
+  `EventTimeTable.expired` tells an agent a window is gone. Faust sends changelog
+  writes in the background and only logs one that fails; here the agent awaits them
+  (`EventTimeTable.take_writes`), so a failed write fails the agent.
+- `schema.BytesSchema`: raw bytes in and out, without Faust's codec lookups per message.
+
+Everything else (gaps, the bookkeeping of acknowledged offsets, rebalances) is Faust's own.
+`check_env_settings()` builds Faust's own settings at start, so that a bad one given by
+environment variable stops the worker with one line naming it.
 """
 
 from __future__ import annotations

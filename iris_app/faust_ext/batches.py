@@ -1,12 +1,4 @@
-"""An agent's events a batch at a time, taken straight from its channel buffer.
-
-Faust's stream iteration costs a turn of the event loop and four sensor calls
-per event: more than scoring the record. A batch is instead taken at once from
-the stream's channel buffer, which the consumer keeps filling meanwhile. Each
-event is tracked as unacknowledged, as Faust's stream tracks it (Stream._c_aiter:
-`message.tracked`, `consumer._unacked_messages`): the caller acknowledges it
-(`event.ack()`) once handled, and only then is its offset committed.
-"""
+"""An agent's events a batch at a time, taken straight from its channel buffer, and their acknowledgement."""
 
 from __future__ import annotations
 
@@ -17,7 +9,11 @@ import faust
 
 
 async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncIterator[list[faust.EventT]]:
-    """The stream's events, up to `size` at a time, waiting at most `within` seconds to fill a batch."""
+    """The stream's events, up to `size` at a time, waiting at most `within` seconds to fill a batch.
+
+    Each event is tracked as unacknowledged, as Faust's stream tracks it: the caller
+    acknowledges it (`acknowledge`) once handled, and only then is its offset committed.
+    """
     app = stream.app
     queue = stream.channel.queue
     unacked = app.consumer._unacked_messages
@@ -55,12 +51,8 @@ async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncItera
 def acknowledge(events: Iterable[faust.EventT]) -> None:
     """Acknowledge events read in the current assignment; leave those read before a rebalance.
 
-    Their partitions were assigned again and are read again from the committed
-    offsets, as Faust's stream skips them. Acknowledged now, they would enter the
-    new assignment's record of acknowledged offsets (Consumer._acked), and a commit
-    made before it knows its committed offset (between the revocation and the seek)
-    would take them as the first run of consecutive offsets, past records not read yet.
-    While a rebalance runs (the flow is stopped) nothing is acknowledged, for the same reason.
+    Their partitions are read again from the committed offsets, as Faust's stream skips them.
+    While a rebalance runs (the flow is stopped) nothing is acknowledged.
     """
     events = list(events)
     if not events or not events[0].app.flow_control.is_active():

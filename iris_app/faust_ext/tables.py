@@ -1,20 +1,4 @@
-"""Windowed tables that expire windows by event time, and whose changelog writes can be awaited.
-
-- Faust expires windows relative to time.time() (`Table._del_old_keys`); replayed
-  or late data would then lose windows that are still open in event time. Faust
-  also only expires the windows it saw set since it started (its heaps of window
-  ends, `_partition_timestamps`, which grow with every update), never those
-  restored from disk or the changelog, and it sends no tombstone. Here a cleanup
-  scans the RocksDB store of each active partition (`Store._dbs`), takes the
-  newest window start found there or set since as the partition's event time,
-  and deletes every window past the grace, with a tombstone in the changelog
-  (so a compacted changelog shrinks). `expired()` tells an agent that a window
-  is gone, so it does not start it again at zero.
-- Faust sends a table's changelog writes in the background and only logs one
-  that fails (`_on_changelog_sent`); an agent would then acknowledge its input
-  though the state it wrote is lost. Here the writes are kept until the agent
-  takes and awaits them (`take_writes`), so a failed write fails the agent.
-"""
+"""Windowed tables that expire windows by event time, and whose changelog writes can be awaited."""
 
 from __future__ import annotations
 
@@ -25,6 +9,8 @@ import faust
 
 
 class EventTimeTable(faust.Table):
+    """A table whose windows expire by their partition's event time; the agent awaits its changelog writes."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._writes: list[asyncio.Future] = []
@@ -62,6 +48,11 @@ class EventTimeTable(faust.Table):
         await self._del_old_keys()  # restored windows: their partition's event time, and expiry
 
     async def _del_old_keys(self) -> None:
+        """Delete every window past the grace of its partition's event time, with a changelog tombstone.
+
+        It scans the RocksDB store of each active partition (`Store._dbs`) and takes the newest
+        window start found there or set since as the partition's event time.
+        """
         store, changelog = self.data, self.changelog_topic.get_topic_name()
         actives = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == changelog}
         for partition, db in list(store._dbs.items()):

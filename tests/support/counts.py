@@ -7,8 +7,8 @@ from collections import Counter
 
 import orjson
 
+from iris_app.counting import add_count
 from iris_app.models import WindowDelta
-from iris_app.steps import add_count  # iris_app.counting
 from iris_app.windows import window_start
 
 from .kafka import Kafka, Message

@@ -1,16 +1,15 @@
 """The classify agent's steps, as plain functions: no I/O, no Faust, each tested on its own.
 
-check ─► (score, on the scorer) ─► label ─► tally ─► deltas for the counting agents
-  └─► dead_letter                    └─► dead_letter (rows the model failed on)
+check ─► (score, on the scorer) ─► label ─► tally ─► deltas for the counting agents (counting.py)
+  └─► dead_letter                  └─► dead_letter (rows the model failed on; dead_letters.py)
 """
 
 from __future__ import annotations
 
-import base64
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -22,30 +21,13 @@ from .models import (
     InvalidRecord,
     Offsets,
     Output,
-    WindowCount,
+    Source,
     WindowDelta,
+    event_time_ms,
     parse_iris,
 )
 from .scoring import Failure, Prediction
 from .windows import EventClocks, Verdict, window_start
-
-# A dead letter fits Kafka's default message size (1 MiB, also aiokafka's largest request)
-# with room to spare: its key and value are cut to these sizes, as JSON text.
-MAX_LETTER_KEY_BYTES = 64 * 1024
-MAX_LETTER_VALUE_BYTES = 512 * 1024
-MAX_LETTER_HEADER_BYTES = 256 * 1024  # the record's headers, kept whole or not at all
-
-
-class Source(Protocol):
-    """An input message as Faust's consumer hands it over (timestamp in seconds)."""
-
-    key: bytes | None
-    value: bytes | None
-    topic: str
-    partition: int
-    offset: int
-    timestamp: float
-    headers: Any
 
 
 class Checked(NamedTuple):
@@ -114,7 +96,7 @@ def label(
         record["predictedSpecies"] = prediction.label
         record["modelId"] = model_id
         outputs.append(
-            Output(source.key, orjson.dumps(record), round(source.timestamp * 1000), source_headers(source))
+            Output(source.key, orjson.dumps(record), event_time_ms(source), source_headers(source))
         )
         labelled.append(Labelled(source, record.get("species"), prediction.label, shadow_label))
     return Classified(outputs, labelled, failed)
@@ -157,7 +139,7 @@ def tally(
     counts, labelled_by, correct_by, compared, agreed = result[:5]
     late = skewed = 0
     for source, species, predicted, shadow_predicted in labelled:
-        timestamp_ms = round(source.timestamp * 1000)
+        timestamp_ms = event_time_ms(source)
         verdict = clocks.judge(source.partition, timestamp_ms, now_ms)
         if verdict is Verdict.LATE:
             late += 1
@@ -189,6 +171,7 @@ def _partition_key(partition: int) -> str:
 
 
 def window_deltas(counted: Tally) -> list[WindowDelta]:
+    """One delta per window and (species, predictedSpecies): the records the count agent adds."""
     return [
         WindowDelta(species=species, predictedSpecies=predicted, startMs=start_ms, offsets=dict(offsets))
         for (species, predicted, start_ms), offsets in counted.counts.items()
@@ -215,142 +198,3 @@ def accuracy_deltas(counted: Tally) -> list[AccuracyDelta]:
         )
         for start_ms in sorted(windows)
     ]
-
-
-# The counting agents' steps. A table value keeps, next to its figures, the highest input offset it
-# has counted from each source partition ("seen"), and both change in one changelog record. A record
-# is counted when its offset is above that mark: each source partition's records reach the counting
-# agent in offset order (a batch's outputs are delivered before the next batch is sent, the consumer
-# hands records over only in order from a seek, and a new owner of a partition starts from its
-# committed offset, after every delta its records caused: no commit passes an unacknowledged
-# record; faust_ext/transport.py), so a record at or below the mark has been counted, and a replay
-# of it is recognised and skipped.
-# A delta's lists all come from one batch, so they share the marks of the value they add to.
-
-
-def above(seen: dict[str, int], offsets: Offsets) -> int:
-    """How many distinct records of `offsets` lie above the marks of `seen`: those not counted yet.
-
-    Distinct: a batch can hold a record twice (read again after a seek back), and it counts once."""
-    return sum(
-        len({offset for offset in listed if offset > seen.get(partition, -1)})
-        for partition, listed in offsets.items()
-    )
-
-
-def marks_after(seen: dict[str, int], *offsets: Offsets) -> dict[str, int]:
-    """The marks of `seen` moved past every offset of `offsets`."""
-    marks = dict(seen)
-    for each in offsets:
-        for partition, listed in each.items():
-            if listed:
-                marks[partition] = max(marks.get(partition, -1), *listed)
-    return marks
-
-
-def add_count(value: dict[str, Any] | None, delta: WindowDelta) -> dict[str, Any]:
-    """A window count (`{"count", "seen"}`) after a delta, each record counted once however often replayed."""
-    value = value or {"count": 0, "seen": {}}
-    seen = value["seen"]
-    return {"count": value["count"] + above(seen, delta.offsets), "seen": marks_after(seen, delta.offsets)}
-
-
-def add_accuracy(value: dict[str, Any] | None, delta: AccuracyDelta) -> dict[str, Any]:
-    """A window's accuracy tallies (`{"models": {modelId: {"role", "correct", "total"}}, "compared", "agreed",
-    "seen"}`) after a delta, each record once however often replayed."""
-    value = value or {"models": {}, "compared": 0, "agreed": 0, "seen": {}}
-    seen, models = value["seen"], dict(value["models"])
-    for model_id, part in delta.models.items():
-        before = models.get(model_id, {"correct": 0, "total": 0})
-        models[model_id] = {
-            "role": part["role"],
-            "correct": before["correct"] + above(seen, part["correct"]),
-            "total": before["total"] + above(seen, part["labelled"]),
-        }
-    return {
-        "models": models,
-        "compared": value["compared"] + above(seen, delta.compared),
-        "agreed": value["agreed"] + above(seen, delta.agreed),
-        "seen": marks_after(seen, delta.compared, *(part["labelled"] for part in delta.models.values())),
-    }
-
-
-def window_count(delta: WindowDelta, count: int, window_ms: int) -> tuple[bytes, WindowCount]:
-    """The key and message of a window's count after an update (SPEC: the key names the triple)."""
-    return orjson.dumps([delta.species, delta.predictedSpecies, delta.startMs]), WindowCount(
-        species=delta.species,
-        predictedSpecies=delta.predictedSpecies,
-        startMs=delta.startMs,
-        endMs=delta.startMs + window_ms,
-        count=count,
-    )
-
-
-def window_accuracies(
-    start_ms: int, value: dict[str, Any], window_ms: int
-) -> list[tuple[bytes, dict[str, Any]]]:
-    """The keys and messages of a window's accuracy after an update, one per model (SPEC): `accuracy` is
-    null while the window has no labelled record; `agreement` comes while a shadow model is compared."""
-    outputs = []
-    for model_id, tallies in value["models"].items():
-        correct, total = tallies["correct"], tallies["total"]
-        message = {
-            "startMs": start_ms,
-            "endMs": start_ms + window_ms,
-            "modelId": model_id,
-            "role": tallies["role"],
-            "correct": correct,
-            "total": total,
-            "accuracy": correct / total if total else None,
-        }
-        if value["compared"]:
-            message["agreement"] = value["agreed"] / value["compared"]
-        outputs.append((orjson.dumps([start_ms, model_id]), message))
-    return outputs
-
-
-def dead_letter(source: Source, error: InvalidRecord) -> Output:
-    """The DLQ record (SPEC): the reason, where the record came from, its bytes; cut to always fit."""
-    key, key_cut = fitted_text(source.key, MAX_LETTER_KEY_BYTES)
-    value, value_cut = fitted_text(source.value, MAX_LETTER_VALUE_BYTES)
-    timestamp_ms = round(source.timestamp * 1000)
-    letter: dict[str, Any] = {
-        "error": str(error),
-        "topic": source.topic,
-        "partition": source.partition,
-        "offset": source.offset,
-        "timestamp": timestamp_ms,
-        "key": key,
-        "value": value,
-    }
-    headers = list(source.headers or [])
-    header_bytes = sum(len(name) + len(value or b"") for name, value in headers)
-    headers_cut = header_bytes > MAX_LETTER_HEADER_BYTES
-    if key_cut or value_cut or headers_cut:
-        letter |= {
-            "truncated": True,
-            "keyBytes": len(source.key or b""),
-            "valueBytes": len(source.value or b""),
-        }
-    if headers_cut:
-        letter["headerBytes"] = header_bytes
-        headers = []  # dropped: cut, a header would say something it did not
-    key_bytes = None if source.key is None else source.key[:MAX_LETTER_KEY_BYTES]
-    return Output(key_bytes, orjson.dumps(letter), timestamp_ms, headers)
-
-
-def fitted_text(data: bytes | None, limit: int) -> tuple[str | None, bool]:
-    """Bytes as text (base64 when not UTF-8) whose JSON encoding takes at most `limit` bytes; cut or not."""
-    if data is None:
-        return None, False
-    try:
-        text = data.decode()
-    except UnicodeDecodeError:
-        text = base64.b64encode(data).decode()
-    size = len(orjson.dumps(text))
-    if size <= limit:
-        return text, False
-    while size > limit:  # a character takes 1 to 6 bytes of JSON: shrink in proportion until it fits
-        text = text[: len(text) * limit // size - 1]
-        size = len(orjson.dumps(text))
-    return text, True

@@ -1,0 +1,24 @@
+"""The Faust app class that installs the app's consumer and producer."""
+
+from __future__ import annotations
+
+import faust
+from faust.transport.drivers import aiokafka
+
+from .consumer import Consumer
+from .producer import Producer
+
+
+class Transport(aiokafka.Transport):
+    Consumer = Consumer
+    Producer = Producer
+
+
+class App(faust.App):
+    """A Faust app whose consumer and producer are faust_ext's (Faust picks them by URL scheme)."""
+
+    def _new_transport(self) -> Transport:
+        return Transport(self.conf.broker_consumer, self)
+
+    def _new_producer_transport(self) -> Transport:
+        return Transport(self.conf.broker_producer, self)

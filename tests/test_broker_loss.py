@@ -1,0 +1,218 @@
+"""A three-broker Apache Kafka cluster loses brokers while two workers classify: nothing is lost.
+
+The scenario runs once: two workers, records flowing, then in turn the leader of an `iris` partition
+is killed (SIGKILL), the group coordinator's broker is killed, and a broker is stopped for 30 s; each
+comes back before the next. Topics are replicated three times with min.insync.replicas 2 and every
+producer waits for all in-sync replicas, so a broker's loss costs no acknowledged record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from support.checkout import FAUST, REPO
+from support.counts import Window, counts_reaching, differences
+from support.kafka import Kafka
+from support.records import MINUTE_MS, predicted_labels
+from support.traffic import Traffic
+from support.worker import Worker, report
+
+from iris_app.kafka_server import KafkaCluster, Node
+from iris_app.samples import read_samples
+from iris_app.windows import window_start
+
+DISRUPTIONS = ("partition leader killed", "group coordinator killed", "broker stopped for 30 s")
+GROUP = "iris_app"
+
+
+async def ask(cluster: KafkaCluster, question):
+    admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    await admin.start()
+    try:
+        return await question(admin)
+    finally:
+        await admin.close()
+
+
+def victim(cluster: KafkaCluster, disruption: str) -> Node:
+    """The broker a disruption takes away: the leader of iris[0], the group's coordinator, or the third."""
+    if disruption == DISRUPTIONS[0]:
+        [topic] = asyncio.run(ask(cluster, lambda admin: admin.describe_topics(["iris"])))
+        node_id = next(p["leader"] for p in topic["partitions"] if p["partition"] == 0)
+    elif disruption == DISRUPTIONS[1]:
+        node_id = asyncio.run(ask(cluster, lambda admin: admin.find_coordinator(GROUP)))
+    else:
+        node_id = 3
+    return next(node for node in cluster.nodes if node.id == node_id)
+
+
+def fully_replicated(cluster: KafkaCluster, timeout: float = 90) -> None:
+    """Wait until every partition has all its replicas in sync (a broker back has caught up)."""
+
+    async def whole(admin: AIOKafkaAdminClient) -> bool:
+        topics = await admin.describe_topics(await admin.list_topics())
+        return all(len(p["isr"]) == len(p["replicas"]) for t in topics for p in t["partitions"])
+
+    deadline = time.monotonic() + timeout
+    while not asyncio.run(ask(cluster, whole)):
+        assert time.monotonic() < deadline, f"partitions still under-replicated after {timeout} s"
+        time.sleep(1)  # replication has no event a client can await
+
+
+def health_noting_the_cluster(worker: Worker, timeout: float = 45) -> tuple[int, dict]:
+    """The worker's /health once it mentions the cluster, or as it stands after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, _, body = worker.get("/health")
+        answer = orjson.loads(body)
+        if "cluster" in answer or time.monotonic() > deadline:
+            return status, answer
+        time.sleep(0.5)  # an HTTP page has no event to await
+
+
+def uncommitted(cluster: KafkaCluster, timeout: float = 30) -> dict[int, tuple[int, int]]:
+    """iris partitions whose committed offset is not at the end: {partition: (committed, end)}."""
+
+    async def look() -> dict[int, tuple[int, int]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=cluster.bootstrap, group_id=GROUP)
+        await consumer.start()
+        try:
+            tps = [TopicPartition("iris", p) for p in consumer.partitions_for_topic("iris") or range(4)]
+            ends = await consumer.end_offsets(tps)
+            behind = {}
+            for tp in tps:
+                committed = await consumer.committed(tp) or 0
+                if committed != ends[tp]:
+                    behind[tp.partition] = (committed, ends[tp])
+            return behind
+        finally:
+            await consumer.stop()
+
+    deadline = time.monotonic() + timeout
+    while (behind := asyncio.run(look())) and time.monotonic() < deadline:
+        time.sleep(1)  # commits come every few seconds: no event to await
+    return behind
+
+
+@dataclass
+class BrokerLoss:
+    missing_after: dict[str, list[bytes]]  # disruption -> records not classified within 60 s of it
+    health_during: dict[str, list[tuple[int, dict]]]  # disruption -> each worker's /health meanwhile
+    listed_with_first_down: subprocess.CompletedProcess  # `deploy --list`, its first broker stopped
+    logs: list[str]
+    missing: list[bytes]
+    sent: int
+    health: list[int]
+    behind: dict[int, tuple[int, int]]
+    counted: dict[Window, int]
+    truth: Counter
+    tails: str
+
+
+@pytest.fixture(scope="session")
+def broker_loss(tmp_path_factory: pytest.TempPathFactory, scorer) -> BrokerLoss:
+    """TestBrokerLoss's scenario, run once."""
+    tmp_path = tmp_path_factory.mktemp("broker-loss")
+    missing_after, health_during = {}, {}
+    with KafkaCluster(3, folder=tmp_path / "cluster") as cluster:
+        env = {"KAFKA_BROKER": cluster.url, "IRIS_GENERATOR_INTERVAL": "0"}
+        kafka = Kafka(cluster.url)
+        workers = [Worker(env, tmp_path / f"w{i}") for i in range(2)]
+        traffic = None
+        try:
+            for w in workers:
+                w.wait_ready()
+            traffic = Traffic(cluster.url, rate=60, samples=read_samples(REPO / "data" / "iris.csv"))
+            traffic.wait_count(60, timeout=60)
+            for disruption in DISRUPTIONS:
+                node = victim(cluster, disruption)
+                gone = time.monotonic()
+                if disruption == DISRUPTIONS[2]:
+                    cluster.stop_node(node)
+                else:
+                    cluster.kill(node)
+                health_during[disruption] = [health_noting_the_cluster(w) for w in workers]
+                if disruption == DISRUPTIONS[2]:
+                    others = ",".join(n.address for n in cluster.nodes if n is not node)
+                    listed = subprocess.run(
+                        [FAUST, "-A", "iris_app", "deploy", "--list"],
+                        cwd=REPO,
+                        env={**env, "KAFKA_BROKER": f"kafka://{node.address};{others}"},
+                        capture_output=True,
+                        text=True,
+                        timeout=120,
+                    )
+                    time.sleep(max(0.0, gone + 30 - time.monotonic()))  # the outage lasts 30 s
+                missing_after[disruption] = traffic.wait_classified(timeout=60)
+                cluster.start(node)
+                cluster.wait_until_listening(node)
+                fully_replicated(cluster)
+            traffic.stop_producing()
+            missing = traffic.wait_classified(timeout=120)
+            health = [w.get("/health")[0] for w in workers]
+            behind = uncommitted(cluster)
+            sent = set(traffic.sent)
+            inputs = {m.key: m for m in kafka.read_until("iris", lambda ms: sent <= {m.key for m in ms})}
+            sources = [inputs[key] for key in traffic.sent]
+            labels = predicted_labels(scorer, [m.json() for m in sources])
+            truth = Counter(
+                (m.json()["species"], label, window_start(m.timestamp, MINUTE_MS))
+                for m, label in zip(sources, labels)
+            )
+            counted = counts_reaching(kafka, truth, timeout=120)
+            tails = report(workers)
+        finally:
+            if traffic:
+                traffic.close()
+            for w in workers:
+                w.stop()
+        logs = ["".join(w.lines) for w in workers]
+    return BrokerLoss(
+        missing_after, health_during, listed, logs, missing, len(traffic.sent), health, behind, counted, truth, tails
+    )
+
+
+@pytest.mark.slow
+class TestBrokerLoss:
+    @pytest.mark.parametrize("disruption", DISRUPTIONS)
+    def test_records_flow_while_a_broker_is_gone(self, broker_loss: BrokerLoss, disruption: str):
+        missing = broker_loss.missing_after[disruption]
+        assert not missing, f"{len(missing)} records not classified after {disruption}:\n{broker_loss.tails}"
+
+    @pytest.mark.parametrize("disruption", DISRUPTIONS)
+    def test_health_says_a_broker_is_gone(self, broker_loss: BrokerLoss, disruption: str):
+        for status, answer in broker_loss.health_during[disruption]:
+            assert status == 200 and "broker is down" in answer.get("cluster", ""), (
+                f"expected 200 naming the cluster degraded, not a stalled worker; got {status} {answer}"
+            )
+
+    def test_the_log_says_a_broker_is_gone(self, broker_loss: BrokerLoss):
+        for log in broker_loss.logs:
+            assert "A broker is down or behind" in log
+            assert "stalled" not in log and "no progress for" not in log
+
+    def test_a_broker_list_works_with_its_first_down(self, broker_loss: BrokerLoss):
+        listed = broker_loss.listed_with_first_down
+        assert listed.returncode == 0, f"deploy --list with the first broker down: {listed.stderr[-2000:]}"
+
+    def test_no_record_is_lost(self, broker_loss: BrokerLoss):
+        assert broker_loss.sent > 1000, f"only {broker_loss.sent} records flowed"
+        assert not broker_loss.missing, f"{len(broker_loss.missing)} records never classified"
+
+    def test_both_workers_healthy_at_the_end(self, broker_loss: BrokerLoss):
+        assert broker_loss.health == [200, 200]
+
+    def test_commits_reach_the_end(self, broker_loss: BrokerLoss):
+        assert not broker_loss.behind, f"(committed, end) per iris partition: {broker_loss.behind}"
+
+    def test_every_window_count_is_exact(self, broker_loss: BrokerLoss):
+        counted, truth = broker_loss.counted, dict(broker_loss.truth)
+        assert counted == truth, f"(count, truth) where they differ: {differences(counted, truth)}"
