@@ -75,10 +75,11 @@ class KafkaCluster:
         size: int = 1,
         tls: BrokerTLS | None = None,
         folder: Path | None = None,
+        port: int | None = None,
         advertised_port: int | None = None,
     ) -> None:
-        """`advertised_port`: of a single node, the port its clients are told to use (a proxy's, in tests
-        of an outage); by default its own."""
+        """Of a single node: `port` its clients' port (a free one by default), `advertised_port` the port
+        its clients are told to use (a proxy's, in tests of an outage; by default its own)."""
         self.size = size
         self.advertised_port = advertised_port
         self.tls = tls

@@ -176,7 +176,17 @@ def broker_loss(tmp_path_factory: pytest.TempPathFactory, scorer) -> BrokerLoss:
                 w.stop()
         logs = ["".join(w.lines) for w in workers]
     return BrokerLoss(
-        missing_after, health_during, listed, logs, missing, len(traffic.sent), health, behind, counted, truth, tails
+        missing_after,
+        health_during,
+        listed,
+        logs,
+        missing,
+        len(traffic.sent),
+        health,
+        behind,
+        counted,
+        truth,
+        tails,
     )
 
 

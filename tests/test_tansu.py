@@ -31,6 +31,8 @@ def send(kafka: Kafka, keys: list[bytes], timestamp: int) -> None:
 
 @pytest.mark.slow
 def test_tansu_runs_the_pipeline_through_a_restart(tansu: LocalBroker, scorer, tmp_path):
+    """A worker classifies and counts on tansu; stopped and started again on the same data directory,
+    it restores its table and counts on from where it was (exactly, both runs' records in one window)."""
     kafka = Kafka(tansu.url)
     env = {"KAFKA_BROKER": tansu.url, "IRIS_GENERATOR_INTERVAL": "0"}
     stamp = window_start(now_ms(), MINUTE_MS) + 1000
@@ -50,7 +52,8 @@ def test_tansu_runs_the_pipeline_through_a_restart(tansu: LocalBroker, scorer, t
         worker.stop()
     labels = predicted_labels(scorer, [GOOD[i % len(GOOD)] for i in range(10)] * 2)
     truth = Counter(
-        (GOOD[i % len(GOOD)].get("species", "unknown"), label) for i, label in zip(list(range(10)) * 2, labels)
+        (GOOD[i % len(GOOD)].get("species", "unknown"), label)
+        for i, label in zip(list(range(10)) * 2, labels)
     )
     latest = {}
     for m in kafka.read_all("iris-classified-window-counts"):
