@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -56,6 +55,11 @@ class Node:
     controller_port: int
     folder: Path
     process: subprocess.Popen | None = None
+    log_offset: int = 0  # where this run's lines begin in its log
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "kafka.log"
 
     @property
     def address(self) -> str:
@@ -88,7 +92,7 @@ class KafkaCluster:
         self.folder = Path(folder or self._tmp.name)
         self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         self.nodes = [
-            Node(i + 1, free_port(), free_port(), self.folder / f"node{i + 1}") for i in range(size)
+            Node(i + 1, port or free_port(), free_port(), self.folder / f"node{i + 1}") for i in range(size)
         ]
 
     @property
@@ -118,7 +122,7 @@ class KafkaCluster:
             for node in self.nodes:
                 self.start(node)
             for node in self.nodes:
-                self._wait_until_listening(node, timeout=60)
+                self.wait_until_started(node)
         except BaseException:
             self.stop()
             raise
@@ -181,8 +185,9 @@ class KafkaCluster:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def start(self, node: Node) -> None:
-        """Start (or start again) one node; it listens a few seconds later (`wait_until_listening`)."""
-        log = open(node.folder / "kafka.log", "ab")  # noqa: SIM115 - the process keeps it
+        """Start (or start again) one node; it serves clients a few seconds later (`wait_until_started`)."""
+        node.log_offset = node.log.stat().st_size if node.log.exists() else 0
+        log = open(node.log, "ab")  # noqa: SIM115 - the process keeps it
         node.process = subprocess.Popen(
             java_command("kafka.Kafka", str(node.folder / "server.properties")),
             stdout=log,
@@ -191,21 +196,20 @@ class KafkaCluster:
         )
         log.close()
 
-    def wait_until_listening(self, node: Node, timeout: float = 60) -> None:
-        self._wait_until_listening(node, timeout)
-
-    def _wait_until_listening(self, node: Node, timeout: float) -> None:
+    def wait_until_started(self, node: Node, timeout: float = 60) -> None:
+        """Wait until the node says it started (kafka/log4j2.properties logs it): it listens before it
+        serves, and a client that connects meanwhile sees its connection closed."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if node.process.poll() is not None:
-                tail = (node.folder / "kafka.log").read_text(errors="replace")[-2000:]
+                tail = node.log.read_text(errors="replace")[-2000:]
                 raise BrokerError(f"Kafka node {node.id} exited with code {node.process.returncode}:\n{tail}")
-            try:
-                socket.create_connection(("127.0.0.1", node.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)  # polling a port: there is no event to wait on
-        raise BrokerError(f"Kafka node {node.id} did not listen on port {node.port} within {timeout} s")
+            with open(node.log, "rb") as log:
+                log.seek(node.log_offset)
+                if b"Kafka Server started" in log.read():
+                    return
+            time.sleep(0.1)  # a log file has no event to wait on
+        raise BrokerError(f"Kafka node {node.id} did not start within {timeout} s (see {node.log})")
 
     def kill(self, node: Node) -> None:
         """SIGKILL one node, as a crash would."""

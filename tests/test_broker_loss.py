@@ -153,7 +153,7 @@ def broker_loss(tmp_path_factory: pytest.TempPathFactory, scorer) -> BrokerLoss:
                     time.sleep(max(0.0, gone + 30 - time.monotonic()))  # the outage lasts 30 s
                 missing_after[disruption] = traffic.wait_classified(timeout=60)
                 cluster.start(node)
-                cluster.wait_until_listening(node)
+                cluster.wait_until_started(node)
                 fully_replicated(cluster)
             traffic.stop_producing()
             missing = traffic.wait_classified(timeout=120)
