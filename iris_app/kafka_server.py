@@ -9,7 +9,10 @@ is SASL_SSL with SCRAM-SHA-512, and its one user is made at format time.
 from __future__ import annotations
 
 import base64
+import contextlib
+import ctypes
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -23,6 +26,7 @@ from .broker import BrokerError, free_port, stop_process
 KAFKA_DIR = Path(__file__).resolve().parent.parent / "kafka"
 LIB = KAFKA_DIR / "lib"
 HEAP = "-Xmx512m"
+PR_SET_PDEATHSIG = 1
 USER, PASSWORD = "iris", "iris-secret-password"  # the SCRAM user of a secure cluster (tests only)
 
 
@@ -36,6 +40,13 @@ def java_command(main_class: str, *args: str, quick: bool = False) -> list[str]:
     logging = f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.properties'}"
     tiers = ["-XX:TieredStopAtLevel=1"] if quick else []
     return [java, HEAP, "-XX:+UseSerialGC", *tiers, logging, "-cp", f"{LIB}/*", main_class, *args]
+
+
+def die_with_parent() -> None:
+    """In the child, before Java starts: SIGKILL it when the process that started it dies (Linux's
+    PR_SET_PDEATHSIG), so that a test process killed mid-run leaves no broker behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -192,7 +203,8 @@ class KafkaCluster:
             java_command("kafka.Kafka", str(node.folder / "server.properties")),
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # Ctrl-C stops the worker first; the broker is stopped after it
+            preexec_fn=die_with_parent,
         )
         log.close()
 
