@@ -99,7 +99,7 @@ async def train(
     argument("path", required=False, type=Path),
     option("--shadow", is_flag=True, help="Publish it as the shadow model instead of serving it."),
     option("--promote", is_flag=True, help="Serve the shadow model."),
-    option("--rollback", is_flag=True, help="Serve again the model served before this one."),
+    option("--rollback", is_flag=True, help="Serve again the model served before; again: the one before it."),
     option("--list", "list_models", is_flag=True, help="List the published models, their roles and metrics."),
     base=Command,
 )
@@ -113,7 +113,7 @@ async def deploy(
     await check_reachable(settings.kafka)
     if list_models:
         self.say(listing(await registry.read(settings.kafka)))
-    elif promote or rollback:
+    else:
         roles, records = served(await registry.read(settings.kafka))
         changed = roles.promote() if promote else roles.rollback()
         await publish(records, changed)
