@@ -58,7 +58,11 @@ The producer (producer.py)
   tight loop of metadata requests.
 
 The rest
-- `App` (app.py): the Faust app hooks that install this consumer and producer.
+- `App` (app.py): the Faust app hooks that install this consumer and producer, and the worker.
+- `Worker`, `CommandWorker`, `AppCommand` (worker.py): Ctrl-C stops a worker or a command
+  without mode's `-INT- -INT- -INT- -INT- -INT- -INT-` line (`Worker._on_sigint`), by the
+  same stop SIGTERM schedules. A command takes `AppCommand` as its base to run in a
+  `CommandWorker` (Faust's commands run in mode's Worker, `Command._Worker`).
 - `batches.batches`: an agent takes its events a batch at a time from its channel buffer.
   Faust's stream iteration costs a turn of the event loop and four sensor calls per
   event, more than scoring the record. Each event is tracked as unacknowledged as
