@@ -16,11 +16,13 @@ from collections.abc import Iterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from cli import run, start
-from fixtures import REPO, Kafka
+from support.checkout import REPO
+from support.cli import run, start
+from support.kafka import Kafka
 
 from iris_app import registry
-from iris_app.broker import LocalBroker, free_port
+from iris_app.broker import free_port
+from iris_app.kafka_server import KafkaCluster
 
 SECOND = REPO / "tests" / "models" / "second"
 NO_BROKER = (
@@ -169,7 +171,7 @@ def test_watch_shows_a_binary_value_as_its_size_and_hash_and_stops_on_ctrl_c_qui
 
 @pytest.mark.slow
 def test_a_worker_stops_on_ctrl_c_without_int_lines(tmp_path):
-    with LocalBroker() as broker:
+    with KafkaCluster() as broker:
         worker = start(
             broker.url, "--datadir", str(tmp_path), "worker", "-l", "info", "--web-port", str(free_port())
         )

@@ -7,19 +7,16 @@ import logging
 
 import orjson
 import pytest
-from cli import run
-from fixtures import REPO
+from support.checkout import REPO
+from support.cli import run
+from support.models import DEFAULT_ID, SECOND, SECOND_ID
 
 from iris_app import registry
-from iris_app.broker import LocalBroker
+from iris_app.kafka_server import KafkaCluster
 from iris_app.registry import RegistryError, Roles
 from iris_app.samples import feature_rows
 from iris_app.serving import ModelServer
 from iris_app.settings import Settings
-
-SECOND = REPO / "tests" / "models" / "second"
-DEFAULT_ID = orjson.loads((REPO / "mojo" / "model.json").read_bytes())["modelId"]
-SECOND_ID = orjson.loads((SECOND / "model.json").read_bytes())["modelId"]
 
 
 def test_rollbacks_walk_back_through_every_model_served_before_in_order():
@@ -84,7 +81,7 @@ def test_every_role_change_of_a_worker_is_logged(tmp_path, caplog):
 
 @pytest.mark.slow
 def test_a_first_deploy_as_shadow_publishes_iris_mojo_serving_and_rollback_returns_to_it():
-    with LocalBroker() as broker:
+    with KafkaCluster() as broker:
         listed_before = run(broker.url, "deploy", "--list")
         shadowed = run(broker.url, "deploy", "--shadow", str(SECOND))
         pointer = asyncio.run(registry.read(Settings.from_env({"KAFKA_BROKER": broker.url}).kafka))
@@ -125,7 +122,7 @@ def test_a_first_deploy_as_shadow_publishes_iris_mojo_serving_and_rollback_retur
 
 @pytest.mark.slow
 def test_a_record_naming_only_a_shadow_gets_iris_mojo_serving_to_roll_back_to():
-    with LocalBroker() as broker:
+    with KafkaCluster() as broker:
         second_id, package = registry.pack(SECOND)
         settings = Settings.from_env({"KAFKA_BROKER": broker.url})
         legacy = b'{"serving": null, "shadow": "%s", "previous": null}' % second_id.encode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from fixtures import FAUST, REPO
+from .checkout import FAUST, REPO
 
 
 def command_env(broker_url: str, **env: str) -> dict[str, str]:
