@@ -37,7 +37,7 @@ class Letter(Output):
 def dead_letter(source: Source, error: InvalidRecord, max_bytes: int = KAFKA_MAX_MESSAGE_BYTES) -> Letter:
     """The DLQ record (SPEC): the reason, where the record came from, its bytes; cut to fit a topic whose
     max.message.bytes is `max_bytes`: headers dropped first, then the value cut, then the key, each
-    stating the original sizes."""
+    stating the original sizes (then the error, when it quotes a long piece of the record)."""
     key_text, key_cut = cut_text(as_text(source.key), MAX_LETTER_KEY_BYTES)
     value_text, value_cut = cut_text(as_text(source.value), MAX_LETTER_VALUE_BYTES)
     fields: dict[str, Any] = {
@@ -62,12 +62,13 @@ def dead_letter(source: Source, error: InvalidRecord, max_bytes: int = KAFKA_MAX
         if headers or "headers" in fields:
             headers, fields = drop_headers(source, fields)
         elif fields["value"]:
-            fields["value"] = cut_text(fields["value"], len(orjson.dumps(fields["value"])) - excess)[0]
+            fields["value"] = shorter(fields["value"], excess)
             fields |= original_sizes(source)
         elif key:
-            fields["key"] = cut_text(fields["key"], len(orjson.dumps(fields["key"])) - excess)[0]
-            key = key[: max(0, len(key) - excess)]
+            fields["key"], key = shorter(fields["key"], excess), key[: max(0, len(key) - excess)]
             fields |= original_sizes(source)
+        elif len(fields["error"]) > 80:  # it quotes the record (a field's value, say): keep its start
+            fields["error"] = shorter(fields["error"], min(excess, len(fields["error"]) - 80))
         else:
             break  # a limit below a letter's own fields: the broker refuses it, and says so
         letter = make_letter(key, fields, headers, source, error)
@@ -124,6 +125,11 @@ def as_text(data: bytes | None) -> str | None:
         return data.decode()
     except UnicodeDecodeError:
         return base64.b64encode(data).decode()
+
+
+def shorter(text: str, excess: int) -> str:
+    """`text` cut so that its JSON encoding takes `excess` bytes fewer."""
+    return cut_text(text, len(orjson.dumps(text)) - excess)[0]
 
 
 def cut_text(text: str | None, limit: int) -> tuple[str | None, bool]:

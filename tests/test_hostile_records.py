@@ -10,18 +10,25 @@ import uuid
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.consumer.fetcher import READ_UNCOMMITTED, PartitionRecords
+from aiokafka.consumer.fetcher import PartitionRecords
 from aiokafka.errors import CorruptRecordException
 from aiokafka.record import default_records, memory_records
-from aiokafka.structs import ConsumerRecord, TopicPartition
-from faust.types import Message
-from support.record_batches import Record, batch_of, encode_batch, encode_record, send_raw, varint, with_crc
+from support.record_batches import (
+    Record,
+    as_message,
+    batch_of,
+    encode_batch,
+    encode_record,
+    read,
+    send_raw,
+    varint,
+    with_crc,
+)
 
 from iris_app.classifying import check
 from iris_app.dead_letters import dead_letter
-from iris_app.faust_ext.records import KeptBatches, TolerantPartitionRecords, Undecoded
+from iris_app.faust_ext.records import Undecoded
 
-IRIS_0 = TopicPartition("iris", 0)
 IRIS = orjson.dumps({"sepalLength": 5.1, "sepalWidth": 3.5, "petalLength": 1.4, "petalWidth": 0.2})
 NOT_UTF8 = b"\xff\xfe"
 
@@ -35,26 +42,6 @@ def reader(request, monkeypatch) -> str:
     else:
         assert memory_records.MemoryRecords.__module__.startswith("aiokafka.record._crecords")
     return request.param
-
-
-def read(data: bytes, records_class: type = TolerantPartitionRecords) -> list[ConsumerRecord]:
-    """Every record of a fetch's bytes of `iris` partition 0, as the app's consumer reads them."""
-    return list(records_class(IRIS_0, KeptBatches(data), [], 0, None, None, True, READ_UNCOMMITTED))
-
-
-def as_message(record: ConsumerRecord) -> Message:
-    """A fetched record as the classify agent gets it (Faust's message: timestamp in seconds)."""
-    return Message(
-        record.topic,
-        record.partition,
-        record.offset,
-        record.timestamp / 1000,
-        record.timestamp_type,
-        record.headers,
-        record.key,
-        record.value,
-        None,
-    )
 
 
 def test_a_header_name_not_utf8_is_dead_lettered_and_reading_goes_on(reader):

@@ -1,5 +1,6 @@
-"""Kafka record batches (format v2) from any bytes, as a hostile or buggy producer writes them, and a way
-to send them as they are: aiokafka's builder takes header names only as text, and computes the CRC."""
+"""Kafka record batches (format v2) from any bytes, as a hostile or buggy producer writes them, a way to
+send them as they are (aiokafka's builder takes header names only as text, and computes the CRC), and
+to read them as the app's consumer does."""
 
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ from typing import NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.codec import gzip_encode, lz4_encode, snappy_encode, zstd_encode
+from aiokafka.consumer.fetcher import READ_UNCOMMITTED
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.util import calc_crc32c, encode_varint
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from faust.types import Message
+
+from iris_app.faust_ext.records import KeptBatches, TolerantPartitionRecords
+from iris_app.models import Output
 
 CODECS = {"none": (0, bytes), "gzip": (1, gzip_encode), "snappy": (2, snappy_encode)}
 CODECS |= {"lz4": (3, lz4_encode), "zstd": (4, zstd_encode)}
@@ -19,6 +27,7 @@ AFTER_CRC = struct.Struct(">hiqqqhii")
 CRC_AT = 17  # base offset (8), length (4), partition leader epoch (4), magic (1)
 HEADER_SIZE = CRC_AT + 4 + AFTER_CRC.size  # 61
 TIMESTAMP_MS = 1_700_000_000_000
+IRIS_0 = TopicPartition("iris", 0)
 
 
 class Record(NamedTuple):
@@ -41,8 +50,11 @@ def nullable(data: bytes | None) -> bytes:
 
 def encode_record(delta: int, record: Record) -> bytes:
     body = b"\x00" + varint(0) + varint(delta) + nullable(record.key) + nullable(record.value)
-    body += varint(len(record.headers))
-    body += b"".join(varint(len(name)) + name + nullable(value) for name, value in record.headers)
+    encoded: dict[tuple[bytes, bytes | None], bytes] = {}  # many headers are often the same few
+    for name, value in record.headers:
+        if (name, value) not in encoded:
+            encoded[name, value] = varint(len(name)) + name + nullable(value)
+    body += varint(len(record.headers)) + b"".join([encoded[header] for header in record.headers])
     return varint(len(body)) + body
 
 
@@ -87,3 +99,32 @@ class RawBatch(BatchBuilder):
 async def send_raw(producer: AIOKafkaProducer, topic: str, partition: int, batch: bytes, count: int) -> int:
     """Send `batch` (of `count` records) as it is; the offset of its first record."""
     return (await (await producer.send_batch(RawBatch(batch, count), topic, partition=partition))).offset
+
+
+def read(data: bytes, records_class: type = TolerantPartitionRecords) -> list[ConsumerRecord]:
+    """Every record of a fetch's bytes of `iris` partition 0, as the app's consumer reads them."""
+    return list(records_class(IRIS_0, KeptBatches(data), [], 0, None, None, True, READ_UNCOMMITTED))
+
+
+def as_message(record: ConsumerRecord) -> Message:
+    """A fetched record as the classify agent gets it (Faust's message: timestamp in seconds)."""
+    return Message(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp / 1000,
+        record.timestamp_type,
+        record.headers,
+        record.key,
+        record.value,
+        None,
+    )
+
+
+def batch_bytes(*records: Output) -> int:
+    """The size of a record batch of `records` as aiokafka's producer builds it (it raises on what it
+    cannot encode)."""
+    builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, batch_size=2**31 - 1)
+    for i, (key, value, timestamp, headers) in enumerate(records):
+        assert builder.append(i, timestamp, key, value, headers) is not None
+    return len(builder.build())
