@@ -143,6 +143,7 @@ def test_the_corpus_is_read_past(name):
 )
 @example("header_name_not_utf8", [(HEADER_SIZE + 1, 0x7F)], True)  # the first record's length
 @example("lz4", [(HEADER_SIZE + 8, 0)], True)  # inside the compressed records
+@example("header_name_not_utf8", [(104, 0)], True)  # the bad record's offset delta: a duplicate offset
 def test_changed_record_bytes_never_stop_reading(name, changes, crc_right):
     """A corpus batch with some of its records' bytes changed, its CRC made right or not: reading never
     raises, every record it gives is classified or dead-lettered within the limit, and the next batch

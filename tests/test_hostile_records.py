@@ -78,6 +78,16 @@ def test_a_header_name_not_utf8_is_dead_lettered_and_reading_goes_on(reader):
     assert (letter.key, letter.headers) == (b"bad", [])  # such a name cannot be a letter's header name
 
 
+def test_a_fetch_from_past_such_a_record_reads_on(reader):
+    """A fetch from past such a record in its batch (a worker restarted there, say) reads the records after
+    it: aiokafka's reader decodes the batch from its first record, and fails on it all the same."""
+    data = encode_batch([Record(b"a", IRIS), Record(b"bad", IRIS, [(NOT_UTF8, b"x")]), Record(b"b", IRIS)])
+    with pytest.raises((UnicodeDecodeError, CorruptRecordException)):
+        read(data, PartitionRecords, start=2)
+
+    assert [(r.offset, r.key) for r in read(data, start=2)] == [(2, b"b")]
+
+
 def corrupt_batches() -> dict[str, tuple[bytes, int]]:
     """Batches of two records at offset 1 that tansu stores as it gets them and aiokafka cannot read,
     with how many of their records can be read."""

@@ -113,7 +113,9 @@ def read_batch(raw: bytes, start: int) -> BatchReading | None:
             if record.offset >= next_offset:
                 records.append(record)
                 next_offset = record.offset + 1
-                fault = fault or (record.headers.error if isinstance(record.headers, Undecoded) else None)
+            # aiokafka's reader decodes the records before the start too (then skips them): one of
+            # them may be what it failed on, after a restart within a batch, say.
+            fault = fault or (record.headers.error if isinstance(record.headers, Undecoded) else None)
         if pos != len(body):
             raise Unreadable(f"{len(body) - pos} bytes after its {count} records")
     except Unreadable as error:

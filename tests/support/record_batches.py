@@ -101,9 +101,10 @@ async def send_raw(producer: AIOKafkaProducer, topic: str, partition: int, batch
     return (await (await producer.send_batch(RawBatch(batch, count), topic, partition=partition))).offset
 
 
-def read(data: bytes, records_class: type = TolerantPartitionRecords) -> list[ConsumerRecord]:
-    """Every record of a fetch's bytes of `iris` partition 0, as the app's consumer reads them."""
-    return list(records_class(IRIS_0, KeptBatches(data), [], 0, None, None, True, READ_UNCOMMITTED))
+def read(data: bytes, records_class: type = TolerantPartitionRecords, start: int = 0) -> list[ConsumerRecord]:
+    """Every record of a fetch's bytes of `iris` partition 0 from offset `start`, as the app's consumer
+    reads them."""
+    return list(records_class(IRIS_0, KeptBatches(data), [], start, None, None, True, READ_UNCOMMITTED))
 
 
 def as_message(record: ConsumerRecord) -> Message:
