@@ -235,7 +235,7 @@ class TolerantPartitionRecords(fetcher.PartitionRecords):
             yield ConsumerRecord(
                 tp.topic, tp.partition, offset, reading.timestamp, 0, None, value, None, -1, -1, headers
             )
-        self.next_fetch_offset = max(self.next_fetch_offset, reading.unread.stop)
+        self.next_fetch_offset = reading.unread.stop  # the batch's next offset, as aiokafka sets it
 
 
 def read_past_undecodable() -> None:
