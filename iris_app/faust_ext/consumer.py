@@ -17,6 +17,7 @@ from faust.transport.drivers import aiokafka
 from faust.types import TP, Message
 from mode import ServiceT
 
+from .records import read_past_undecodable
 from .schema import BytesSchema
 
 # How long a broker may hold a fetch that finds no new records. Kafka answers as soon as records
@@ -25,6 +26,10 @@ FETCH_MAX_WAIT_MS = 100
 
 
 class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
+    async def on_start(self) -> None:
+        read_past_undecodable()  # a record aiokafka cannot decode is delivered, marked (records.py)
+        await super().on_start()
+
     def _create_worker_consumer(self, transport: aiokafka.Transport) -> aiokafka_client.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when it starts its fetcher
