@@ -42,6 +42,14 @@ def java_command(main_class: str, *args: str, quick: bool = False) -> list[str]:
     return [java, HEAP, "-XX:+UseSerialGC", *tiers, logging, "-cp", f"{LIB}/*", main_class, *args]
 
 
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka makes them: a UUID in URL-safe base64, never starting with '-'
+    (the storage tool would take it for an option)."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())[0] == "-":
+        pass
+    return cluster_id
+
+
 def die_with_parent() -> None:
     """In the child, before Java starts: SIGKILL it when the process that started it dies (Linux's
     PR_SET_PDEATHSIG), so that a test process killed mid-run leaves no broker behind."""
@@ -101,7 +109,7 @@ class KafkaCluster:
         self.secure = tls is not None
         self._tmp = None if folder else tempfile.TemporaryDirectory(prefix="iris_app-kafka-")
         self.folder = Path(folder or self._tmp.name)
-        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        self.cluster_id = new_cluster_id()
         self.nodes = [
             Node(i + 1, port or free_port(), free_port(), self.folder / f"node{i + 1}") for i in range(size)
         ]
