@@ -175,6 +175,9 @@ class KafkaCluster:
             "num.io.threads=4",
             "log.cleaner.threads=1",
             "controlled.shutdown.enable=true",
+            # A lost broker is fenced, and leaves the in-sync replicas, within seconds; one back rejoins soon.
+            "broker.session.timeout.ms=6000",
+            "replica.lag.time.max.ms=10000",
         ]
         if self.secure:
             tls = self.tls

@@ -41,7 +41,8 @@ class Traffic:
         self._started.wait()
 
     async def _produce(self) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, request_timeout_ms=120_000)
+        # acks="all": a record the broker acknowledged survives the loss of its leader (test_broker_loss).
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=120_000)
         await producer.start()
         self._started.wait()
         pending: list[tuple[bytes, asyncio.Future]] = []
