@@ -31,7 +31,9 @@ The consumer (consumer.py)
   the last offset delivered. After a seek Faust records the next offset to read, so a
   fetch that begins one record late looks like no jump, and that record is lost. A
   partition with no committed offset starts at its first record (with "earliest"),
-  not where its fetch had got to before a rebalance dropped what it fetched.
+  not where its fetch had got to before a rebalance dropped what it fetched. Partitions
+  revoked while it seeks are left to the next assignment's seek (seeking them would crash
+  the fetcher, and the worker would read nothing more).
 - `Consumer._new_offset`: a commit never passes the committed offset's own record while
   it is unacknowledged. Faust commits a run of acknowledged offsets that starts one past
   it (faust-streaming #606), and a record still being handled is lost if the worker stops.
@@ -71,7 +73,8 @@ The producer (producer.py)
   aiokafka's client asks for all topics' metadata first, then only for the topics added
   to it, and `send` adds a topic only when its metadata is missing: a topic known from
   the first fetch drops out at the next update, and its batches wait for a leader in a
-  tight loop of metadata requests.
+  tight loop of metadata requests. `Producer.track` adds the topics the app makes at
+  start (after the producer's first fetch), so that Faust's router knows their partitions.
 
 The rest
 - `App` (app.py): the Faust app hooks that install this consumer and producer, and the worker.

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import aiokafka as aiokafka_client
 import faust
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka
@@ -203,10 +204,17 @@ class Consumer(aiokafka.Consumer):
         Committed 42: the fetch starts at 42 and the read offset is 41. Nothing committed and
         `consumer_auto_offset_reset` "earliest": the partition starts at its first record."""
         committed = await self.seek_to_committed()
+        # A rebalance may have revoked partitions meanwhile (Apache Kafka's are quick): the next
+        # assignment seeks them again, and seeking them now would fail the fetcher.
+        assigned = self.assignment()
+        committed = {tp: offset for tp, offset in committed.items() if tp in assigned}
         # aiokafka seeks only to offsets it has: without this a partition stays where its fetch got to.
         fresh = [tp for tp, offset in committed.items() if offset is None or offset < 0]
         if fresh and self.app.conf.consumer_auto_offset_reset == "earliest":
-            await self._thread.seek_to_beginning(*fresh)
+            try:
+                await self._thread.seek_to_beginning(*fresh)
+            except IllegalStateError:  # revoked while seeking: as above
+                return
         self._read_offset.update({tp: read_before(offset) for tp, offset in committed.items()})
         self._positioned.update(committed)
         self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset is not None})

@@ -48,6 +48,15 @@ class Producer(aiokafka.Producer):
         super().__post_init__()
         self._max_message_bytes: dict[str, int] = {}
 
+    async def track(self, topics: Iterable[str]) -> None:
+        """Keep `topics` in the producer's metadata from now on, as if sent to: the partitions of a topic
+        made after the producer started (the app's, at start) are otherwise unknown to Faust's router
+        (`key_store`) until the first record is sent to it."""
+        producer = self._ensure_producer()
+        for topic in topics:
+            producer._track(topic)
+        await producer.client.force_metadata_update()
+
     async def send_batches(self, topic: str, records: Iterable[Output]) -> list[asyncio.Future]:
         """Queue records as record batches, one or more per partition; the futures say when delivered.
 

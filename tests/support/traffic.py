@@ -41,8 +41,11 @@ class Traffic:
         self._started.wait()
 
     async def _produce(self) -> None:
-        # acks="all": a record the broker acknowledged survives the loss of its leader (test_broker_loss).
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=120_000)
+        # Every in-sync replica has each record, and a retried send is not written twice (idempotence):
+        # the records sent are exactly those on `iris` when a leader is lost (test_broker_loss).
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, request_timeout_ms=120_000
+        )
         await producer.start()
         self._started.wait()
         pending: list[tuple[bytes, asyncio.Future]] = []
