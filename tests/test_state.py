@@ -62,7 +62,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> ShortWindows:
         "IRIS_WINDOW_SECONDS": str(WINDOW_S),
         "IRIS_WINDOW_GRACE_SECONDS": str(GRACE_S),
         "IRIS_GENERATOR_INTERVAL": "0.01",
-        "IRIS_PRODUCER_MAX_BATCH_SIZE": "1",  # the table is restored from its changelog: tansu (SPEC)
     }
     with KafkaCluster() as broker:
         env["KAFKA_BROKER"] = broker.url
