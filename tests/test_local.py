@@ -59,3 +59,49 @@ def test_run_command_serves_web_pages_on_loopback():
     assert worker_command([])[-2:] == ["--web-bind", "127.0.0.1"]
     opened = worker_command(["--web-bind", "0.0.0.0"])
     assert opened.count("--web-bind") == 1 and opened[-1] == "0.0.0.0"
+
+
+def launch(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """The run command, without KAFKA_BROKER, to its end (or 60 s)."""
+    clean = {k: v for k, v in os.environ.items() if k != "KAFKA_BROKER"}
+    return subprocess.run(
+        [LAUNCHER, *args], cwd=REPO, env={**clean, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_run_command_answers_help_without_a_broker():
+    done = launch("--help")
+    assert done.returncode == 0 and "--web-port" in done.stdout, done.stdout + done.stderr
+    assert "local tansu broker" not in done.stderr, "a broker was started for --help"
+
+
+def test_run_command_checks_settings_before_a_broker():
+    done = launch(IRIS_PARTITIONS="four")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "iris_app: bad setting: IRIS_PARTITIONS='four' is not an integer"
+
+
+def test_run_command_takes_a_free_web_port_when_6066_is_busy(tmp_path):
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            busy.bind(("127.0.0.1", 6066))
+        except OSError:
+            pass  # taken already: all the better
+        else:
+            busy.listen()
+        process = subprocess.Popen(
+            [LAUNCHER],
+            cwd=REPO,
+            env={k: v for k, v in os.environ.items() if k != "KAFKA_BROKER"},
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            banner = process.stderr.readline()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+    port = re.search(r"the dashboard is at http://127\.0\.0\.1:(\d+)/", banner)
+    assert port and port.group(1) != "6066", f"expected a free port other than 6066 in: {banner!r}"
