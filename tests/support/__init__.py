@@ -9,4 +9,5 @@
 - counts: window counts read until they reach the truth, and why one falls short
 - models: the deploy command, and the workers' model pages
 - h2o_reference: H2O's own predictions, the reference for the scorer
+- tls: a certificate authority and a broker certificate for a SASL_SSL test cluster
 """

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from iris_app.connection import broker_addresses
 from iris_app.settings import Settings
 
 
@@ -31,7 +32,7 @@ class Kafka:
     """A plain aiokafka client: produce records, and read a topic until a condition holds."""
 
     def __init__(self, url: str) -> None:
-        self.bootstrap = url.removeprefix("kafka://")
+        self.bootstrap = ",".join(broker_addresses(url))  # Kafka's form, from KAFKA_BROKER's
 
     def produce(self, topic: str, records: list[tuple[bytes | None, bytes, int | None]]) -> None:
         """Send (key, value, timestamp_ms) records in order and wait until all are acknowledged."""

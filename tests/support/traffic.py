@@ -11,6 +11,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from iris_app.connection import broker_addresses
 from iris_app.settings import Settings
 
 
@@ -19,7 +20,7 @@ class Traffic:
     second one reads iris-classified from the start, until `stop_producing()` and `close()`."""
 
     def __init__(self, url: str, rate: float, samples: list[dict]) -> None:
-        self.bootstrap = url.removeprefix("kafka://")
+        self.bootstrap = ",".join(broker_addresses(url))  # Kafka's form, from KAFKA_BROKER's
         self.rate = rate
         self.samples = samples
         self.sent: list[bytes] = []  # keys whose record the broker acknowledged, in order
