@@ -38,7 +38,7 @@ class Kafka:
         """Send (key, value, timestamp_ms) records in order and wait until all are acknowledged."""
 
         async def run() -> None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")  # as the app's
             await producer.start()
             try:
                 futures = [

@@ -41,7 +41,9 @@ class Traffic:
         self._started.wait()
 
     async def _produce(self) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, request_timeout_ms=120_000)
+        # acks="all", as the app's producers: a record is sent once every in-sync replica has it, so a
+        # broker's loss loses no record counted as sent.
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=120_000)
         await producer.start()
         self._started.wait()
         pending: list[tuple[bytes, asyncio.Future]] = []
