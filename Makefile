@@ -26,7 +26,7 @@ test: $(VENV)/.installed-test $(KAFKA_LIB)
 	  echo "The dashboard test needs a Chromium: apt-get install chromium, or $(BIN)/playwright install chromium"; exit 1; }
 	$(BIN)/ruff check iris_app tests bench
 	$(BIN)/hadolint Dockerfile
-	$(BIN)/pytest -n 4 --dist load --maxschedchunk 1 --durations=8
+	$(BIN)/pytest -n 4 --dist loadscope --no-loadscope-reorder --durations=8
 
 train: $(VENV)/.installed-test
 	$(BIN)/faust -A iris_app train

@@ -1,9 +1,10 @@
 """Benchmark: the app's worker(s) against a plain aiokafka loop doing the same work.
 
-    .venv/bin/python bench/bench.py [--records 200000] [--repeats 1] [--rate 2000] [--beside CHECKOUT]
+    .venv/bin/python bench/bench.py [--broker tansu|kafka] [--records 200000] [--repeats 1] [--rate 2000]
+                                    [--beside CHECKOUT]
 
-For each implementation, on a fresh local broker: pre-produce N records (4
-partitions), start it, and time its outputs (sustained records/s between 5 % and
+For each implementation, on a fresh broker (tansu, or Apache Kafka with --broker kafka):
+pre-produce N records (4 partitions), start it, and time its outputs (sustained records/s between 5 % and
 95 % of them, start-up to first output, CPU seconds, peak RSS), then check them
 (N classified, labels equal direct scoring, latest counts sum to N). A paced run
 (--rate records/s for --seconds) gives the latency from produce to classified
@@ -30,6 +31,7 @@ from processes import REPO, Processes
 
 from iris_app import registry
 from iris_app.broker import LocalBroker
+from iris_app.kafka_server import KafkaCluster
 from iris_app.models import FEATURES
 from iris_app.scoring import Scorer
 from iris_app.settings import Settings
@@ -41,6 +43,16 @@ IMPLEMENTATIONS = {
     "app, 1 worker, shadow model": ("app+shadow", 1),
     "reference loop": ("reference", 1),
 }
+
+
+BROKERS = {"tansu": LocalBroker, "kafka": KafkaCluster}
+# One worker restores no table in a benchmark: on tansu it sends Faust's records in Faust's own batches,
+# not one per batch as it otherwise does there (docs/SPEC.md, "The local broker").
+TANSU_BATCHES = {"IRIS_PRODUCER_MAX_BATCH_SIZE": "16384"}
+
+
+def fresh_broker(kind: str) -> LocalBroker | KafkaCluster:
+    return BROKERS[kind]()
 
 
 @dataclass
@@ -56,15 +68,23 @@ class Result:
 
 
 async def throughput_run(
-    name: str, kind: str, workers: int, n: int, expected: dict, result: Result, checkout: Path = REPO
+    name: str,
+    kind: str,
+    workers: int,
+    n: int,
+    expected: dict,
+    result: Result,
+    broker_kind: str,
+    checkout: Path,
 ) -> None:
-    with LocalBroker() as broker, tempfile.TemporaryDirectory() as datadir:
-        bootstrap = broker.url.removeprefix("kafka://")
+    with fresh_broker(broker_kind) as broker, tempfile.TemporaryDirectory() as datadir:
+        bootstrap = broker.bootstrap
         await create_topics(bootstrap)
         batch = records(n)
         await produce(bootstrap, batch)
         await set_shadow(kind, bootstrap)
-        procs = Processes(kind, workers, broker.url, Path(datadir), checkout)
+        env = TANSU_BATCHES if broker_kind == "tansu" else {}
+        procs = Processes(kind, workers, broker.url, Path(datadir), checkout, env)
         try:
             async with Reader(bootstrap, "iris-classified") as out:
                 finished = await out.read_until(
@@ -111,13 +131,21 @@ async def set_shadow(kind: str, bootstrap: str) -> None:
 
 
 async def latency_run(
-    name: str, kind: str, workers: int, rate: float, seconds: float, result: Result, checkout: Path = REPO
+    name: str,
+    kind: str,
+    workers: int,
+    rate: float,
+    seconds: float,
+    result: Result,
+    broker_kind: str,
+    checkout: Path,
 ) -> None:
-    with LocalBroker() as broker, tempfile.TemporaryDirectory() as datadir:
-        bootstrap = broker.url.removeprefix("kafka://")
+    with fresh_broker(broker_kind) as broker, tempfile.TemporaryDirectory() as datadir:
+        bootstrap = broker.bootstrap
         await create_topics(bootstrap)
         await set_shadow(kind, bootstrap)
-        procs = Processes(kind, workers, broker.url, Path(datadir), checkout)
+        env = TANSU_BATCHES if broker_kind == "tansu" else {}
+        procs = Processes(kind, workers, broker.url, Path(datadir), checkout, env)
         try:
             async with Reader(bootstrap, "iris-classified") as out:
                 await produce(bootstrap, records(1, seed=1))  # warm up: wait until it answers
@@ -144,6 +172,7 @@ def median(values: list[float]) -> str:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--broker", choices=list(BROKERS), default="tansu")
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--rate", type=float, default=2000, help="records/s of the paced latency run")
@@ -170,17 +199,17 @@ async def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-            await throughput_run(name, kind, workers, args.records, expected, result, checkout)
+            await throughput_run(name, kind, workers, args.records, expected, result, args.broker, checkout)
             print(
                 f"[{repeat + 1}/{args.repeats}] {name}: paced at {args.rate:,.0f}/s ...",
                 file=sys.stderr,
                 flush=True,
             )
-            await latency_run(name, kind, workers, args.rate, args.seconds, result, checkout)
+            await latency_run(name, kind, workers, args.rate, args.seconds, result, args.broker, checkout)
 
     print(
-        f"\n{args.records:,} records, {PARTITIONS} partitions, medians of {args.repeats} run(s);"
-        f" latency paced at {args.rate:,.0f} records/s\n"
+        f"\n{args.broker}: {args.records:,} records, {PARTITIONS} partitions,"
+        f" medians of {args.repeats} run(s); latency paced at {args.rate:,.0f} records/s\n"
     )
     header = [
         "implementation",
@@ -188,6 +217,7 @@ async def main() -> None:
         "start-up s",
         "counts lag s",
         "CPU s",
+        "CPU µs/record",
         "peak RSS MB",
         "p50 ms",
         "p99 ms",
@@ -196,7 +226,7 @@ async def main() -> None:
     for name, r in results.items():
         print(
             f"| {name} | {median(r.throughput)} | {median(r.startup)} | {median(r.counts_lag)}"
-            f" | {median(r.cpu)} | {median(r.rss_mb)}"
+            f" | {median(r.cpu)} | {median([1e6 * c / args.records for c in r.cpu])} | {median(r.rss_mb)}"
             f" | {median(r.p50_ms)} | {median(r.p99_ms)} |"
         )
     app, ref = results.get("app, 1 worker"), results.get("reference loop")

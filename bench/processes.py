@@ -17,8 +17,16 @@ BIN = Path(sys.executable).parent
 class Processes:
     """The implementation's processes; their CPU time and peak RSS are read when they are reaped."""
 
-    def __init__(self, kind: str, workers: int, broker: str, datadir: Path, checkout: Path = REPO) -> None:
-        env = {**os.environ, "KAFKA_BROKER": broker, "IRIS_GENERATOR_INTERVAL": "0"}
+    def __init__(
+        self,
+        kind: str,
+        workers: int,
+        broker: str,
+        datadir: Path,
+        checkout: Path = REPO,
+        env: dict | None = None,
+    ) -> None:
+        env = {**os.environ, "KAFKA_BROKER": broker, "IRIS_GENERATOR_INTERVAL": "0", **(env or {})}
         env["PYTHONPATH"] = str(checkout)
         self.started = time.monotonic()
         self.procs = []

@@ -98,7 +98,9 @@ class IrisApp(App):
         for topic in topics:
             topic.config = {**(topic.config or {}), "min.insync.replicas": str(self.min_insync_replicas)}
             await topic.maybe_declare()
-        await wait_for_topics(self.settings.kafka, [name for topic in topics for name in topic.topics])
+        names = [name for topic in topics for name in topic.topics]
+        await wait_for_topics(self.settings.kafka, names)
+        await self.producer.track(names)
 
     def adapt_to(self, cluster: Cluster) -> None:
         """Replicate the topics the app creates as the cluster allows (Settings.replication); on tansu,

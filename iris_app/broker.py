@@ -47,6 +47,11 @@ class LocalBroker:
         self._process: subprocess.Popen | None = None
 
     @property
+    def bootstrap(self) -> str:
+        """host:port, for plain Kafka clients (as KafkaCluster's)."""
+        return f"127.0.0.1:{self.advertised_port}"
+
+    @property
     def pid(self) -> int | None:
         """The broker's process id while it runs (benchmarks read its CPU time)."""
         return self._process and self._process.pid

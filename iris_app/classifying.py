@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from .faust_ext.records import Undecoded
 from .models import (
     FEATURES,
     MAX_KEY_BYTES,
@@ -36,10 +37,13 @@ class Checked(NamedTuple):
 
 
 def check(messages: Iterable[Source]) -> Checked:
-    """Each input decoded and checked (SPEC): records to score, and bad ones with the reason."""
+    """Each input decoded and checked (SPEC): records to score, and bad ones with the reason (a record
+    the client could not decode comes with `Undecoded` headers saying why)."""
     valid, invalid = [], []
     for message in messages:
         try:
+            if type(message.headers) is Undecoded:
+                raise InvalidRecord(message.headers.reason, message.headers.error)
             if message.key is not None and len(message.key) > MAX_KEY_BYTES:
                 raise InvalidRecord(
                     "too_large", f"key too large: {len(message.key)} bytes, the limit is {MAX_KEY_BYTES}"

@@ -9,8 +9,10 @@ is SASL_SSL with SCRAM-SHA-512, and its one user is made at format time.
 from __future__ import annotations
 
 import base64
+import contextlib
+import ctypes
 import shutil
-import socket
+import signal
 import subprocess
 import tempfile
 import time
@@ -24,6 +26,7 @@ from .broker import BrokerError, free_port, stop_process
 KAFKA_DIR = Path(__file__).resolve().parent.parent / "kafka"
 LIB = KAFKA_DIR / "lib"
 HEAP = "-Xmx512m"
+PR_SET_PDEATHSIG = 1
 USER, PASSWORD = "iris", "iris-secret-password"  # the SCRAM user of a secure cluster (tests only)
 
 
@@ -37,6 +40,21 @@ def java_command(main_class: str, *args: str, quick: bool = False) -> list[str]:
     logging = f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.properties'}"
     tiers = ["-XX:TieredStopAtLevel=1"] if quick else []
     return [java, HEAP, "-XX:+UseSerialGC", *tiers, logging, "-cp", f"{LIB}/*", main_class, *args]
+
+
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka makes them: a UUID in URL-safe base64, never starting with '-'
+    (the storage tool would take it for an option)."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())[0] == "-":
+        pass
+    return cluster_id
+
+
+def die_with_parent() -> None:
+    """In the child, before Java starts: SIGKILL it when the process that started it dies (Linux's
+    PR_SET_PDEATHSIG), so that a test process killed mid-run leaves no broker behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,11 @@ class Node:
     controller_port: int
     folder: Path
     process: subprocess.Popen | None = None
+    log_offset: int = 0  # where this run's lines begin in its log
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "kafka.log"
 
     @property
     def address(self) -> str:
@@ -75,19 +98,20 @@ class KafkaCluster:
         size: int = 1,
         tls: BrokerTLS | None = None,
         folder: Path | None = None,
+        port: int | None = None,
         advertised_port: int | None = None,
     ) -> None:
-        """`advertised_port`: of a single node, the port its clients are told to use (a proxy's, in tests
-        of an outage); by default its own."""
+        """Of a single node: `port` its clients' port (a free one by default), `advertised_port` the port
+        its clients are told to use (a proxy's, in tests of an outage; by default its own)."""
         self.size = size
         self.advertised_port = advertised_port
         self.tls = tls
         self.secure = tls is not None
         self._tmp = None if folder else tempfile.TemporaryDirectory(prefix="iris_app-kafka-")
         self.folder = Path(folder or self._tmp.name)
-        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        self.cluster_id = new_cluster_id()
         self.nodes = [
-            Node(i + 1, free_port(), free_port(), self.folder / f"node{i + 1}") for i in range(size)
+            Node(i + 1, port or free_port(), free_port(), self.folder / f"node{i + 1}") for i in range(size)
         ]
 
     @property
@@ -117,7 +141,7 @@ class KafkaCluster:
             for node in self.nodes:
                 self.start(node)
             for node in self.nodes:
-                self._wait_until_listening(node, timeout=60)
+                self.wait_until_started(node)
         except BaseException:
             self.stop()
             raise
@@ -151,6 +175,9 @@ class KafkaCluster:
             "num.io.threads=4",
             "log.cleaner.threads=1",
             "controlled.shutdown.enable=true",
+            # A lost broker is fenced, and leaves the in-sync replicas, within seconds; one back rejoins soon.
+            "broker.session.timeout.ms=6000",
+            "replica.lag.time.max.ms=10000",
         ]
         if self.secure:
             tls = self.tls
@@ -180,31 +207,32 @@ class KafkaCluster:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def start(self, node: Node) -> None:
-        """Start (or start again) one node; it listens a few seconds later (`wait_until_listening`)."""
-        log = open(node.folder / "kafka.log", "ab")  # noqa: SIM115 - the process keeps it
+        """Start (or start again) one node; it serves clients a few seconds later (`wait_until_started`)."""
+        node.log_offset = node.log.stat().st_size if node.log.exists() else 0
+        log = open(node.log, "ab")  # noqa: SIM115 - the process keeps it
         node.process = subprocess.Popen(
             java_command("kafka.Kafka", str(node.folder / "server.properties")),
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # Ctrl-C stops the worker first; the broker is stopped after it
+            preexec_fn=die_with_parent,
         )
         log.close()
 
-    def wait_until_listening(self, node: Node, timeout: float = 60) -> None:
-        self._wait_until_listening(node, timeout)
-
-    def _wait_until_listening(self, node: Node, timeout: float) -> None:
+    def wait_until_started(self, node: Node, timeout: float = 60) -> None:
+        """Wait until the node says it started (kafka/log4j2.properties logs it): it listens before it
+        serves, and a client that connects meanwhile sees its connection closed."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if node.process.poll() is not None:
-                tail = (node.folder / "kafka.log").read_text(errors="replace")[-2000:]
+                tail = node.log.read_text(errors="replace")[-2000:]
                 raise BrokerError(f"Kafka node {node.id} exited with code {node.process.returncode}:\n{tail}")
-            try:
-                socket.create_connection(("127.0.0.1", node.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)  # polling a port: there is no event to wait on
-        raise BrokerError(f"Kafka node {node.id} did not listen on port {node.port} within {timeout} s")
+            with open(node.log, "rb") as log:
+                log.seek(node.log_offset)
+                if b"Kafka Server started" in log.read():
+                    return
+            time.sleep(0.1)  # a log file has no event to wait on
+        raise BrokerError(f"Kafka node {node.id} did not start within {timeout} s (see {node.log})")
 
     def kill(self, node: Node) -> None:
         """SIGKILL one node, as a crash would."""

@@ -2,7 +2,8 @@
 
 A published model is keyed by its id: a zip of its MOJO, its card (model.json)
 and, when training wrote them, H2O's own predictions (predictions.csv). The key
-`serving` holds which ids serve and shadow: {"serving", "shadow", "previous"}.
+`serving` holds which ids serve and shadow, and those served before, oldest first:
+{"serving", "shadow", "previous", "history"} (Roles).
 Every worker reads the whole topic (no consumer group: each needs every model).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -37,33 +38,73 @@ class RegistryError(RuntimeError):
 
 
 class Roles(NamedTuple):
+    """Which models serve and shadow, and which served before: the record at key `serving`."""
+
     serving: str | None = None
     shadow: str | None = None
-    previous: str | None = None
+    previous: str | None = None  # served before `serving`: what a rollback serves again
+    earlier: tuple[str, ...] = ()  # served before `previous`, oldest first
+
+    @property
+    def history(self) -> tuple[str, ...]:
+        """Every model served before the serving one, oldest first."""
+        return self.earlier if self.previous is None else (*self.earlier, self.previous)
+
+    @classmethod
+    def of(cls, serving: str | None, shadow: str | None, history: Sequence[str]) -> Roles:
+        return cls(serving, shadow, history[-1] if history else None, tuple(history[:-1]))
 
     def encode(self) -> bytes:
-        return orjson.dumps(self._asdict())
+        """{"serving", "shadow", "previous", "history"}: "previous" for readers that know only it."""
+        return orjson.dumps(
+            {
+                "serving": self.serving,
+                "shadow": self.shadow,
+                "previous": self.previous,
+                "history": list(self.history),
+            }
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> Roles:
+        """A record of any version: one without "history" has served only "previous" before."""
         value = orjson.loads(raw)
-        return cls(value.get("serving"), value.get("shadow"), value.get("previous"))
+        previous = value.get("previous")
+        history = value.get("history")
+        if not isinstance(history, list) or not all(isinstance(h, str) for h in history):
+            history = [previous] if isinstance(previous, str) else []
+        return cls.of(value.get("serving"), value.get("shadow"), history)
 
     def deploy(self, model_id: str) -> Roles:
-        return Roles(model_id, self.shadow if self.shadow != model_id else None, self.serving)
+        """`model_id` serves (and shadows no more); the model serving until now joins the history."""
+        if model_id == self.serving:
+            return self
+        history = self.history if self.serving is None else (*self.history, self.serving)
+        return Roles.of(model_id, None if self.shadow == model_id else self.shadow, history)
 
     def with_shadow(self, model_id: str) -> Roles:
+        if model_id == self.serving:
+            raise RegistryError(f"{model_id} serves already: a model cannot shadow itself")
         return self._replace(shadow=model_id)
 
     def promote(self) -> Roles:
         if self.shadow is None:
             raise RegistryError("no shadow model to promote: deploy one with --shadow first")
-        return Roles(self.shadow, None, self.serving)
+        return self.deploy(self.shadow)
 
     def rollback(self) -> Roles:
+        """The model served before serves again, and leaves the history: rollbacks walk back in order."""
         if self.previous is None:
-            raise RegistryError("no model was served before this one: nothing to roll back to")
-        return Roles(self.previous, self.shadow, self.serving)
+            raise RegistryError(
+                f"nothing served before {self.serving or 'IRIS_MOJO'}: nothing to roll back to"
+            )
+        shadow = None if self.shadow == self.previous else self.shadow
+        return Roles.of(self.previous, shadow, self.earlier)
+
+    def in_words(self) -> str:
+        """What serves and what shadows: `serving A; shadow B`, `serving A; no shadow`."""
+        serving = self.serving or "IRIS_MOJO (nothing published serves)"
+        return f"serving {serving}; " + (f"shadow {self.shadow}" if self.shadow else "no shadow")
 
 
 @dataclass
@@ -137,8 +178,8 @@ async def read(kafka: Connection, timeout: float = 30.0) -> Registry:
     """Everything `iris-models` holds now (an empty registry if the topic does not exist)."""
     consumer = registry_consumer(kafka)
     registry = Registry()
-    await consumer.start()
-    try:
+    try:  # stopped even when it fails to start: no "Unclosed AIOKafkaConsumer" at exit
+        await consumer.start()
         async with asyncio.timeout(timeout):
             if TOPIC not in await consumer.topics():
                 return registry
@@ -157,8 +198,8 @@ async def publish(settings: Settings, records: list[tuple[bytes, bytes]]) -> Non
     """Send records to `iris-models` (created if missing: compacted, one partition, replicated as the
     app's topics are), one at a time, each acknowledged by every in-sync replica."""
     admin = AIOKafkaAdminClient(**settings.kafka.client_options())
-    await admin.start()
     try:
+        await admin.start()
         replicas, min_insync = settings.replication(len((await admin.describe_cluster())["brokers"]))
         config = {
             "cleanup.policy": "compact",
@@ -173,8 +214,8 @@ async def publish(settings: Settings, records: list[tuple[bytes, bytes]]) -> Non
     producer = AIOKafkaProducer(
         **settings.kafka.client_options(), acks="all", max_request_size=MAX_MESSAGE_BYTES
     )
-    await producer.start()
     try:
+        await producer.start()
         for key, value in records:  # each alone in its batch: end offsets stay exact on tansu (SPEC)
             await producer.send_and_wait(TOPIC, value, key=key)
     finally:

@@ -115,14 +115,16 @@ class ModelServer:
         return scorer
 
     def _take(self, role: str, scorer: Scorer | None) -> None:
-        """Score with `scorer` in `role` from the next batch on (a shadow of None: no shadow)."""
+        """Score with `scorer` in `role` from the next batch on (a shadow of None: no shadow); one log
+        line says so."""
         current = self._in(role)
+        was = f" (was {current.model_id})" if current is not None else ""
+        if scorer is not None:
+            log.info("%s model: %s%s", role.capitalize(), scorer.model_id, was)
+        elif current is not None:
+            log.info("No shadow model%s", was)
         if current is not None:
             metrics.model_info.remove(current.model_id, role)
-            if scorer is not None:
-                log.info("%s model: %s (was %s)", role.capitalize(), scorer.model_id, current.model_id)
-            else:
-                log.info("No shadow model (was %s)", current.model_id)
         if role == "serving":
             self.scorer = scorer
         else:

@@ -1,9 +1,11 @@
-"""The worker's HTTP pages (Faust web): table state, the model card, health and metrics."""
+"""The worker's HTTP pages (Faust web): table state, the model card, health and metrics; each path
+answers with and without its trailing slash."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,18 @@ async def watch() -> None:
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 COUNT_KEYS = [(s, p) for s in (*SPECIES, UNKNOWN_SPECIES) for p in SPECIES]
+
+
+def page(path: str) -> Callable[[Callable], type[View]]:
+    """`app.page` at `path` and at its twin with or without the trailing slash: both answer alike."""
+    twin = path[:-1] if path.endswith("/") else path + "/"
+
+    def register(handler: Callable) -> type[View]:
+        if twin:  # "/" has none
+            app.page(twin, name=f"{handler.__name__}-twin")(handler)
+        return app.page(path)(handler)
+
+    return register
 
 
 def json_response(web: View, value: Any, status: int = 200) -> Response:
@@ -89,7 +103,7 @@ def peer_failed(web: View, error: PeerError) -> Response:
     return json_response(web, {"error": str(error)}, 503)
 
 
-@app.page("/")
+@page("/")
 async def dashboard(web: View, request: Request) -> Response:
     """The live dashboard: the current window's confusion matrix, accuracy over time, records/s."""
     return web.bytes(dashboard_html(), content_type="text/html")
@@ -100,7 +114,7 @@ def dashboard_html() -> bytes:
     return DASHBOARD.read_bytes()
 
 
-@app.page("/counts/{species}/{predicted}/")
+@page("/counts/{species}/{predicted}/")
 async def key_counts(web: View, request: Request, species: str, predicted: str) -> Response:
     """The windows of one (species, predictedSpecies), answered by the worker that owns it."""
     if species not in (*SPECIES, UNKNOWN_SPECIES) or predicted not in SPECIES:
@@ -116,7 +130,7 @@ async def key_counts(web: View, request: Request, species: str, predicted: str) 
     )
 
 
-@app.page("/counts/")
+@page("/counts/")
 async def all_counts(web: View, request: Request) -> Response:
     """Every (species, predictedSpecies)'s windows, gathered from the workers that own them."""
     here = (app.conf.canonical_url.host, app.conf.canonical_url.port)
@@ -149,7 +163,7 @@ async def all_counts(web: View, request: Request) -> Response:
     return json_response(web, counts)
 
 
-@app.page("/accuracy/")
+@page("/accuracy/")
 async def accuracy(web: View, request: Request) -> Response:
     """Each model's accuracy per window over the labelled records (and, with a shadow, the two models'
     agreement), newest first: the messages of iris-classified-window-accuracy."""
@@ -164,13 +178,13 @@ async def accuracy(web: View, request: Request) -> Response:
     return await routed(web, request, window_accuracy, ACCURACY_KEY, local)
 
 
-@app.page("/model/")
+@page("/model/")
 async def model_card(web: View, request: Request) -> Response:
     """The serving and shadow models' cards (their model.json; null: no shadow) and the last model refused."""
     return web.bytes(app.models.describe(), content_type="application/json")
 
 
-@app.page("/health")
+@page("/health")
 async def health(web: View, request: Request) -> Response:
     """200 when the worker classifies; 503 with the reason while it cannot."""
     if app.models is None:
@@ -189,7 +203,7 @@ async def health(web: View, request: Request) -> Response:
     return json_response(web, {"status": "not ready", "reason": reason}, 503)
 
 
-@app.page("/metrics")
+@page("/metrics")
 async def prometheus_metrics(web: View, request: Request) -> Response:
     """Prometheus text: records classified, dead letters by reason, scoring time, lag, stalls, accuracy."""
     return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])

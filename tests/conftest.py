@@ -1,4 +1,4 @@
-"""pytest fixtures: a real tansu broker on a free port, a Kafka client, the scorer, a worker process.
+"""pytest fixtures: Apache Kafka on free ports, a Kafka client, the scorer, a worker process.
 
 A multi-worker scenario is a test class: a session-scoped fixture runs the scenario once (its own broker,
 workers, traffic and disruption) and records what happened, and each test of the class checks one thing of
@@ -18,7 +18,7 @@ from support.checkout import REPO  # noqa: E402
 from support.kafka import Kafka  # noqa: E402
 from support.worker import QUICK_REBALANCE, Worker  # noqa: E402
 
-from iris_app.broker import LocalBroker  # noqa: E402
+from iris_app.kafka_server import KafkaCluster  # noqa: E402
 from iris_app.scoring import Scorer  # noqa: E402
 
 
@@ -39,13 +39,14 @@ def quick_rebalance() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def broker() -> Iterator[LocalBroker]:
-    with LocalBroker() as local:
-        yield local
+def broker() -> Iterator[KafkaCluster]:
+    """Apache Kafka, one combined broker and controller (KRaft), for this test process."""
+    with KafkaCluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")
-def kafka(broker: LocalBroker) -> Kafka:
+def kafka(broker: KafkaCluster) -> Kafka:
     return Kafka(broker.url)
 
 
@@ -56,7 +57,7 @@ def scorer() -> Scorer:
 
 
 @pytest.fixture(scope="session")
-def worker(broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+def worker(broker: KafkaCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     """One worker for the end-to-end tests, the generator off; tests tell their records apart by key."""
     running = Worker(
         {"KAFKA_BROKER": broker.url, "IRIS_GENERATOR_INTERVAL": "0"}, tmp_path_factory.mktemp("worker")

@@ -67,7 +67,7 @@ def fully_replicated(cluster: KafkaCluster, timeout: float = 90) -> None:
         time.sleep(1)  # replication has no event a client can await
 
 
-def health_noting_the_cluster(worker: Worker, timeout: float = 45) -> tuple[int, dict]:
+def health_noting_the_cluster(worker: Worker, timeout: float = 30) -> tuple[int, dict]:
     """The worker's /health once it mentions the cluster, or as it stands after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -130,8 +130,8 @@ def broker_loss(tmp_path_factory: pytest.TempPathFactory, scorer) -> BrokerLoss:
         try:
             for w in workers:
                 w.wait_ready()
-            traffic = Traffic(cluster.url, rate=60, samples=read_samples(REPO / "data" / "iris.csv"))
-            traffic.wait_count(60, timeout=60)
+            traffic = Traffic(cluster.url, rate=30, samples=read_samples(REPO / "data" / "iris.csv"))
+            traffic.wait_count(30, timeout=60)
             for disruption in DISRUPTIONS:
                 node = victim(cluster, disruption)
                 gone = time.monotonic()
@@ -153,7 +153,7 @@ def broker_loss(tmp_path_factory: pytest.TempPathFactory, scorer) -> BrokerLoss:
                     time.sleep(max(0.0, gone + 30 - time.monotonic()))  # the outage lasts 30 s
                 missing_after[disruption] = traffic.wait_classified(timeout=60)
                 cluster.start(node)
-                cluster.wait_until_listening(node)
+                cluster.wait_until_started(node)
                 fully_replicated(cluster)
             traffic.stop_producing()
             missing = traffic.wait_classified(timeout=120)
@@ -176,11 +176,22 @@ def broker_loss(tmp_path_factory: pytest.TempPathFactory, scorer) -> BrokerLoss:
                 w.stop()
         logs = ["".join(w.lines) for w in workers]
     return BrokerLoss(
-        missing_after, health_during, listed, logs, missing, len(traffic.sent), health, behind, counted, truth, tails
+        missing_after,
+        health_during,
+        listed,
+        logs,
+        missing,
+        len(traffic.sent),
+        health,
+        behind,
+        counted,
+        truth,
+        tails,
     )
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # three brokers, two workers and three disruptions on two cores
 class TestBrokerLoss:
     @pytest.mark.parametrize("disruption", DISRUPTIONS)
     def test_records_flow_while_a_broker_is_gone(self, broker_loss: BrokerLoss, disruption: str):
@@ -204,7 +215,7 @@ class TestBrokerLoss:
         assert listed.returncode == 0, f"deploy --list with the first broker down: {listed.stderr[-2000:]}"
 
     def test_no_record_is_lost(self, broker_loss: BrokerLoss):
-        assert broker_loss.sent > 1000, f"only {broker_loss.sent} records flowed"
+        assert broker_loss.sent > 500, f"only {broker_loss.sent} records flowed"
         assert not broker_loss.missing, f"{len(broker_loss.missing)} records never classified"
 
     def test_both_workers_healthy_at_the_end(self, broker_loss: BrokerLoss):

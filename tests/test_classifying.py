@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from fixtures import GOOD, MINUTE_MS, Source, predicted_labels
+from support.records import GOOD, MINUTE_MS, Source, predicted_labels
 
 from iris_app import classifying
 from iris_app.windows import EventClocks

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from fixtures import MINUTE_MS
+from support.records import MINUTE_MS
 from test_classifying import MODEL, NOW_MS, clocks, labelled
 
 from iris_app import classifying, counting

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from fixtures import Source
+from support.records import Source
 
 from iris_app.dead_letters import dead_letter
 from iris_app.models import InvalidRecord

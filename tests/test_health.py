@@ -11,9 +11,10 @@ from prometheus_client import generate_latest
 from support.proxy import Proxy
 
 from iris_app import metrics
-from iris_app.broker import LocalBroker, free_port
+from iris_app.broker import free_port
 from iris_app.connection import Connection
 from iris_app.health import Progress, Watchdog
+from iris_app.kafka_server import KafkaCluster
 
 IRIS_0, IRIS_1 = TopicPartition("iris", 0), TopicPartition("iris", 1)
 
@@ -81,7 +82,7 @@ def test_watchdog_names_stalls_and_a_lost_broker():
     out of reach, until it is back or a rebalance follows."""
     broker_port = free_port()
     proxy = Proxy(broker_port)
-    with LocalBroker(broker_port, advertised_port=proxy.port) as broker:
+    with KafkaCluster(port=broker_port, advertised_port=proxy.port) as broker:
         bootstrap = broker.url.removeprefix("kafka://")
         consumer = FakeConsumer({IRIS_0})
         app = SimpleNamespace(

@@ -17,14 +17,16 @@ from iris_app.serving import ModelServer
 
 
 def test_roles_move_as_each_command_says():
-    """deploy, with_shadow, promote and rollback; a rollback with nothing to go back to, a promotion with no
-    shadow refused."""
+    """deploy, with_shadow and promote move the roles; a rollback with nothing to go back to, a promotion
+    with no shadow refused (rollbacks through the history: test_history.py)."""
     roles = Roles().deploy("a")
-    assert roles == Roles(serving="a", shadow=None, previous=None)
+    assert (roles.serving, roles.shadow, roles.previous) == ("a", None, None)
     roles = roles.deploy("b").with_shadow("c")
-    assert roles == Roles(serving="b", shadow="c", previous="a")
-    assert roles.promote() == Roles(serving="c", shadow=None, previous="b")
-    assert roles.rollback() == Roles(serving="a", shadow="c", previous="b")
+    assert (roles.serving, roles.shadow, roles.previous) == ("b", "c", "a")
+    promoted = roles.promote()
+    assert (promoted.serving, promoted.shadow, promoted.previous) == ("c", None, "b")
+    rolled_back = roles.rollback()
+    assert (rolled_back.serving, rolled_back.shadow, rolled_back.previous) == ("a", "c", None)
     assert Roles.decode(roles.encode()) == roles
     with pytest.raises(RegistryError, match="nothing to roll back to"):
         Roles().deploy("a").rollback()

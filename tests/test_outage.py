@@ -11,7 +11,8 @@ from support.proxy import Proxy
 from support.traffic import Traffic
 from support.worker import QUICK_REBALANCE, Worker
 
-from iris_app.broker import LocalBroker, free_port
+from iris_app.broker import free_port
+from iris_app.kafka_server import KafkaCluster
 from iris_app.samples import read_samples
 
 # Two session timeouts: the worker's membership of the group lapses while it is cut off.
@@ -36,7 +37,7 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Outage:
     """TestOutage's scenario, run once for all its tests (conftest.py)."""
     broker_port = free_port()
     proxy = Proxy(broker_port)
-    with LocalBroker(broker_port, advertised_port=proxy.port) as broker:
+    with KafkaCluster(port=broker_port, advertised_port=proxy.port) as broker:
         datadir = tmp_path_factory.mktemp("outage") / "w"
         worker = Worker({"KAFKA_BROKER": broker.url, "IRIS_GENERATOR_INTERVAL": "0"}, datadir)
         traffic = None

@@ -14,9 +14,9 @@ from support.counts import Window, counts_reaching, differences, why_short
 from support.kafka import Kafka, Message, whereabouts
 from support.records import MINUTE_MS, now_ms, predicted_labels
 from support.traffic import Traffic
-from support.worker import TABLES_MOVE, Worker, report
+from support.worker import NO_GENERATOR, Worker, report
 
-from iris_app.broker import LocalBroker
+from iris_app.kafka_server import KafkaCluster
 from iris_app.samples import read_samples
 from iris_app.windows import window_start
 
@@ -46,7 +46,7 @@ def stop_and_kill(tmp_path_factory: pytest.TempPathFactory, scorer) -> StopAndKi
     )
     chunks = [records[i : i + 250] for i in range(0, 1500, 250)]
 
-    with LocalBroker() as broker:
+    with KafkaCluster() as broker:
         kafka = Kafka(broker.url)
 
         def produce(chunk) -> None:
@@ -55,7 +55,7 @@ def stop_and_kill(tmp_path_factory: pytest.TempPathFactory, scorer) -> StopAndKi
         def classified(n: int, timeout: float) -> list[Message]:
             return kafka.read_until("iris-classified", lambda ms: len({m.key for m in ms}) >= n, timeout)
 
-        env = {"KAFKA_BROKER": broker.url, **TABLES_MOVE}
+        env = {"KAFKA_BROKER": broker.url, **NO_GENERATOR}
         dirs = [tmp_path / "w0", tmp_path / "w1"]
         workers = [Worker(env, d) for d in dirs]
         try:
@@ -148,9 +148,9 @@ class KillCycles:
 def kill_cycles(tmp_path_factory: pytest.TempPathFactory, scorer) -> KillCycles:
     """TestKillCycles's scenario, run once for all its tests (conftest.py)."""
     tmp_path = tmp_path_factory.mktemp("kill-cycles")
-    env = dict(TABLES_MOVE)
+    env = dict(NO_GENERATOR)
     missing_after, where = {}, {}
-    with LocalBroker() as broker:
+    with KafkaCluster() as broker:
         env["KAFKA_BROKER"] = broker.url
         kafka = Kafka(broker.url)
         dirs = [tmp_path / "w0", tmp_path / "w1"]

@@ -10,9 +10,9 @@ import orjson
 import pytest
 from support.kafka import Kafka
 from support.records import MINUTE_MS
-from support.worker import TABLES_MOVE, Worker
+from support.worker import NO_GENERATOR, Worker
 
-from iris_app.broker import LocalBroker
+from iris_app.kafka_server import KafkaCluster
 from iris_app.windows import window_start
 
 RECORDS = [
@@ -25,8 +25,8 @@ RECORDS = [
 
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kafka, list[Worker]]]:
-    with LocalBroker() as broker:
-        env = {"KAFKA_BROKER": broker.url, **TABLES_MOVE}
+    with KafkaCluster() as broker:
+        env = {"KAFKA_BROKER": broker.url, **NO_GENERATOR}
         workers = [Worker(env, tmp_path_factory.mktemp(f"worker{i}")) for i in range(2)]
         try:
             for worker in workers:

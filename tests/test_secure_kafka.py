@@ -79,7 +79,8 @@ def produce(kafka: Connection, keys: list[bytes]) -> None:
 
 
 def read_keys(kafka: Connection, topic: str, wanted: set[bytes], timeout: float = 60) -> set[bytes]:
-    """Keys of `topic`'s messages, read from its start until all of `wanted` came (or `timeout`)."""
+    """Keys of `topic`'s messages, read from its start until all of `wanted` (and at least one) came,
+    or `timeout` passed."""
 
     async def run() -> set[bytes]:
         consumer = AIOKafkaConsumer(topic, **kafka.client_options(), auto_offset_reset="earliest")
@@ -87,7 +88,7 @@ def read_keys(kafka: Connection, topic: str, wanted: set[bytes], timeout: float 
         seen: set[bytes] = set()
         try:
             async with asyncio.timeout(timeout):
-                while not wanted <= seen:
+                while not seen or not wanted <= seen:
                     for batch in (await consumer.getmany(timeout_ms=500)).values():
                         seen |= {m.key for m in batch}
         except TimeoutError:

@@ -20,7 +20,7 @@ from support.models import (
     switched,
     two_workers_and_traffic,
 )
-from support.worker import TABLES_MOVE, Worker
+from support.worker import NO_GENERATOR, Worker
 
 
 @dataclass
@@ -79,7 +79,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Shadowing:
         missing["at the end"] = traffic.wait_classified(timeout=60)
         promoted_pages = [model_page(w) for w in workers]
         ids = model_ids(kafka, traffic.sent)
-        newcomer = Worker({"KAFKA_BROKER": broker.url, **TABLES_MOVE}, tmp_path / "new")
+        newcomer = Worker({"KAFKA_BROKER": broker.url, **NO_GENERATOR}, tmp_path / "new")
         try:
             newcomer.wait_ready()
             newcomer_page = model_page(newcomer)

@@ -10,7 +10,7 @@ import pytest
 from support.kafka import Kafka, Message
 from support.worker import Worker
 
-from iris_app.broker import LocalBroker
+from iris_app.kafka_server import KafkaCluster
 
 WINDOW_S, GRACE_S = 1, 2
 RUN_S = 25
@@ -62,9 +62,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> ShortWindows:
         "IRIS_WINDOW_SECONDS": str(WINDOW_S),
         "IRIS_WINDOW_GRACE_SECONDS": str(GRACE_S),
         "IRIS_GENERATOR_INTERVAL": "0.01",
-        "IRIS_PRODUCER_MAX_BATCH_SIZE": "1",  # the table is restored from its changelog: tansu (SPEC)
     }
-    with LocalBroker() as broker:
+    with KafkaCluster() as broker:
         env["KAFKA_BROKER"] = broker.url
         worker = Worker(env, datadir)
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from fixtures import FAUST, REPO
+from support.checkout import FAUST, REPO
 
 
 def test_the_topology_command_prints_every_link_as_text_and_mermaid():

@@ -12,7 +12,7 @@ from support.checkout import FAUST, REPO
 from support.h2o_reference import assert_matches_h2o
 
 from iris_app import registry
-from iris_app.broker import LocalBroker
+from iris_app.kafka_server import KafkaCluster
 from iris_app.scoring import Scorer
 from iris_app.settings import Settings
 
@@ -21,7 +21,7 @@ from iris_app.settings import Settings
 def test_training_writes_loads_and_deploys_a_model(tmp_path):
     """A quick run writes a model the scorer loads, and deploys it (--deploy)."""
     out = tmp_path / "mojo"
-    with LocalBroker() as broker:
+    with KafkaCluster() as broker:
         run = subprocess.run(
             [
                 FAUST,

@@ -9,7 +9,7 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
-from fixtures import keyed, now_ms
+from support.records import keyed, now_ms
 
 from iris_app.faust_ext.app import App
 from iris_app.faust_ext.consumer import Consumer

@@ -31,7 +31,9 @@ The consumer (consumer.py)
   the last offset delivered. After a seek Faust records the next offset to read, so a
   fetch that begins one record late looks like no jump, and that record is lost. A
   partition with no committed offset starts at its first record (with "earliest"),
-  not where its fetch had got to before a rebalance dropped what it fetched.
+  not where its fetch had got to before a rebalance dropped what it fetched. Partitions
+  revoked while it seeks are left to the next assignment's seek (seeking them would crash
+  the fetcher, and the worker would read nothing more).
 - `Consumer._new_offset`: a commit never passes the committed offset's own record while
   it is unacknowledged. Faust commits a run of acknowledged offsets that starts one past
   it (faust-streaming #606), and a record still being handled is lost if the worker stops.
@@ -45,20 +47,41 @@ The consumer (consumer.py)
 - `FETCH_MAX_WAIT_MS`: a broker may hold an empty fetch 100 ms, not Faust's hard-coded
   1.5 s. Kafka answers as soon as records arrive, but tansu holds the fetch the whole
   time: with 1.5 s, records wait about half a second (p50 at 2,000/s).
+- `ConsumerThread.on_start` reads past records aiokafka cannot decode (records.py).
+
+The record reader (records.py)
+- `read_past_undecodable` replaces aiokafka.consumer.fetcher's `MemoryRecords` and
+  `PartitionRecords`, for every consumer of the process. aiokafka's reader raises on a
+  header name that is not UTF-8 (Kafka takes any bytes there), and on a batch it cannot
+  read (a wrong CRC, an unknown codec, bytes that do not parse: tansu stores them); the
+  error ends the fetch's iterator, the drain loop re-raises it, and every worker that
+  takes the partition stops on the same record. Here the rest of that batch is read from
+  its bytes: a record whose header names are not UTF-8 comes with `Undecoded` headers,
+  and each offset that cannot be read comes as a record with `Undecoded` headers saying
+  why (the first with the batch's bytes); the classify agent dead-letters them, and
+  reading goes on with the next batch in aiokafka's own reader (C or Python).
 
 The producer (producer.py)
 - `Producer.send_batches` sends a batch of records as one record batch per partition, as
   large as a request may be (`producer_max_request_size`), not `producer_max_batch_size`
   (16 KiB): aiokafka sends one batch per partition and request, so a classify batch in
-  16 KiB pieces takes several round trips to the broker, one after another.
+  16 KiB pieces takes several round trips to the broker, one after another. A batch is no
+  larger than the topic's max.message.bytes (asked of the brokers once per topic,
+  `Producer.max_message_bytes`), and a dead letter is fitted to it (`Letter.fitted`): a
+  batch or a letter over it is refused by the broker, and the worker stops.
 - `TopicTrackingProducer` keeps every topic it sends to in aiokafka's metadata requests.
   aiokafka's client asks for all topics' metadata first, then only for the topics added
   to it, and `send` adds a topic only when its metadata is missing: a topic known from
   the first fetch drops out at the next update, and its batches wait for a leader in a
-  tight loop of metadata requests.
+  tight loop of metadata requests. `Producer.track` adds the topics the app makes at
+  start (after the producer's first fetch), so that Faust's router knows their partitions.
 
 The rest
-- `App` (app.py): the Faust app hooks that install this consumer and producer.
+- `App` (app.py): the Faust app hooks that install this consumer and producer, and the worker.
+- `Worker`, `CommandWorker`, `AppCommand` (worker.py): Ctrl-C stops a worker or a command
+  without mode's `-INT- -INT- -INT- -INT- -INT- -INT-` line (`Worker._on_sigint`), by the
+  same stop SIGTERM schedules. A command takes `AppCommand` as its base to run in a
+  `CommandWorker` (Faust's commands run in mode's Worker, `Command._Worker`).
 - `batches.batches`: an agent takes its events a batch at a time from its channel buffer.
   Faust's stream iteration costs a turn of the event loop and four sensor calls per
   event, more than scoring the record. Each event is tracked as unacknowledged as

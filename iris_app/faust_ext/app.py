@@ -1,4 +1,4 @@
-"""The Faust app class that installs the app's consumer and producer."""
+"""The Faust app class that installs the app's consumer, producer and worker."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from faust.transport.drivers import aiokafka
 
 from .consumer import Consumer
 from .producer import Producer
+from .worker import Worker
 
 
 class Transport(aiokafka.Transport):
@@ -15,7 +16,11 @@ class Transport(aiokafka.Transport):
 
 
 class App(faust.App):
-    """A Faust app whose consumer and producer are faust_ext's (Faust picks them by URL scheme)."""
+    """A Faust app whose consumer and producer are faust_ext's (Faust picks them by URL scheme), run by
+    faust_ext's worker."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, Worker=Worker, **kwargs)
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)

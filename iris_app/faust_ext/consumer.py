@@ -11,12 +11,14 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import aiokafka as aiokafka_client
 import faust
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka
 from faust.types import TP, Message
 from mode import ServiceT
 
+from .records import read_past_undecodable
 from .schema import BytesSchema
 
 # How long a broker may hold a fetch that finds no new records. Kafka answers as soon as records
@@ -25,6 +27,10 @@ FETCH_MAX_WAIT_MS = 100
 
 
 class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
+    async def on_start(self) -> None:
+        read_past_undecodable()  # a record aiokafka cannot decode is delivered, marked (records.py)
+        await super().on_start()
+
     def _create_worker_consumer(self, transport: aiokafka.Transport) -> aiokafka_client.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when it starts its fetcher
@@ -198,10 +204,17 @@ class Consumer(aiokafka.Consumer):
         Committed 42: the fetch starts at 42 and the read offset is 41. Nothing committed and
         `consumer_auto_offset_reset` "earliest": the partition starts at its first record."""
         committed = await self.seek_to_committed()
+        # A rebalance may have revoked partitions meanwhile (Apache Kafka's are quick): the next
+        # assignment seeks them again, and seeking them now would fail the fetcher.
+        assigned = self.assignment()
+        committed = {tp: offset for tp, offset in committed.items() if tp in assigned}
         # aiokafka seeks only to offsets it has: without this a partition stays where its fetch got to.
         fresh = [tp for tp, offset in committed.items() if offset is None or offset < 0]
         if fresh and self.app.conf.consumer_auto_offset_reset == "earliest":
-            await self._thread.seek_to_beginning(*fresh)
+            try:
+                await self._thread.seek_to_beginning(*fresh)
+            except IllegalStateError:  # revoked while seeking: as above
+                return
         self._read_offset.update({tp: read_before(offset) for tp, offset in committed.items()})
         self._positioned.update(committed)
         self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset is not None})

@@ -32,13 +32,13 @@ class Kafka:
     """A plain aiokafka client: produce records, and read a topic until a condition holds."""
 
     def __init__(self, url: str) -> None:
-        self.bootstrap = ",".join(broker_addresses(url))  # Kafka's form, from KAFKA_BROKER's
+        self.bootstrap = ",".join(broker_addresses(url))
 
     def produce(self, topic: str, records: list[tuple[bytes | None, bytes, int | None]]) -> None:
         """Send (key, value, timestamp_ms) records in order and wait until all are acknowledged."""
 
         async def run() -> None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")  # as the app's
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
             await producer.start()
             try:
                 futures = [

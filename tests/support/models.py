@@ -12,13 +12,13 @@ from pathlib import Path
 
 import orjson
 
-from iris_app.broker import LocalBroker
+from iris_app.kafka_server import KafkaCluster
 from iris_app.samples import read_samples
 
 from .checkout import FAUST, REPO
 from .kafka import Kafka
 from .traffic import Traffic
-from .worker import TABLES_MOVE, Worker
+from .worker import NO_GENERATOR, Worker
 
 SECOND = REPO / "tests" / "models" / "second"  # a real AutoML MOJO (a quick run), other than mojo/'s
 DEFAULT_ID = orjson.loads((REPO / "mojo" / "model.json").read_bytes())["modelId"]
@@ -87,10 +87,10 @@ def labelled_by_other(ids: dict[bytes, set[str]], keys: list[bytes], model_id: s
 
 
 @contextmanager
-def two_workers_and_traffic(tmp_path: Path) -> Iterator[tuple[LocalBroker, list[Worker], Traffic]]:
+def two_workers_and_traffic(tmp_path: Path) -> Iterator[tuple[KafkaCluster, list[Worker], Traffic]]:
     """A local broker, two workers on it, and records flowing at 50 a second; all stopped afterwards."""
-    with LocalBroker() as broker:
-        workers = [Worker({"KAFKA_BROKER": broker.url, **TABLES_MOVE}, tmp_path / f"w{i}") for i in range(2)]
+    with KafkaCluster() as broker:
+        workers = [Worker({"KAFKA_BROKER": broker.url, **NO_GENERATOR}, tmp_path / f"w{i}") for i in range(2)]
         try:
             for w in workers:
                 w.wait_ready()

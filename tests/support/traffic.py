@@ -20,7 +20,7 @@ class Traffic:
     second one reads iris-classified from the start, until `stop_producing()` and `close()`."""
 
     def __init__(self, url: str, rate: float, samples: list[dict]) -> None:
-        self.bootstrap = ",".join(broker_addresses(url))  # Kafka's form, from KAFKA_BROKER's
+        self.bootstrap = ",".join(broker_addresses(url))
         self.rate = rate
         self.samples = samples
         self.sent: list[bytes] = []  # keys whose record the broker acknowledged, in order
@@ -41,9 +41,11 @@ class Traffic:
         self._started.wait()
 
     async def _produce(self) -> None:
-        # acks="all", as the app's producers: a record is sent once every in-sync replica has it, so a
-        # broker's loss loses no record counted as sent.
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", request_timeout_ms=120_000)
+        # Every in-sync replica has each record, and a retried send is not written twice (idempotence):
+        # the records sent are exactly those on `iris` when a leader is lost (test_broker_loss).
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, request_timeout_ms=120_000
+        )
         await producer.start()
         self._started.wait()
         pending: list[tuple[bytes, asyncio.Future]] = []

@@ -17,9 +17,8 @@ from iris_app.broker import free_port, stop_process
 
 from .checkout import FAUST, REPO
 
-# Workers whose tables move between them, or are restored from their changelogs: tansu needs one
-# record per producer batch (docs/SPEC.md, "The local broker"); the tests produce their own records.
-TABLES_MOVE = {"IRIS_GENERATOR_INTERVAL": "0", "IRIS_PRODUCER_MAX_BATCH_SIZE": "1"}
+# Workers of the multi-worker tests: the tests produce their own records.
+NO_GENERATOR = {"IRIS_GENERATOR_INTERVAL": "0"}
 # Faust's own settings, by environment, for every process the tests start (conftest.py; benchmarks run
 # with the app's): tansu holds a JoinGroup for half the session timeout, and a killed worker stays in
 # the group for one. 6 s, not the app's 10, about halves the time the multi-worker tests spend
