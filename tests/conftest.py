@@ -23,9 +23,9 @@ from iris_app.scoring import Scorer  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first: pytest-xdist hands its four processes the first tests (or test classes, with
-    --dist loadscope) in this order, then more as each ends, so the slow ones run side by side and the rest
-    fill in."""
+    """Slow tests first: pytest-xdist hands its four processes the first tests in this order (with --dist
+    loadscope, the first classes and modules; --no-loadscope-reorder keeps the order), then more as each
+    ends, so the slow ones run side by side and the rest fill in."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
