@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 
 from iris_app.broker import free_port, stop_process
+from iris_app.kafka_server import die_with_parent
 
 from .checkout import FAUST, REPO
 
@@ -56,6 +57,7 @@ class Worker:
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
+            preexec_fn=die_with_parent,  # a test process killed (a timeout) leaves no worker behind
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
