@@ -100,11 +100,14 @@ class KafkaCluster:
         folder: Path | None = None,
         port: int | None = None,
         advertised_port: int | None = None,
+        config: dict[str, str] | None = None,
     ) -> None:
         """Of a single node: `port` its clients' port (a free one by default), `advertised_port` the port
-        its clients are told to use (a proxy's, in tests of an outage; by default its own)."""
+        its clients are told to use (a proxy's, in tests of an outage; by default its own). `config`: more
+        broker properties."""
         self.size = size
         self.advertised_port = advertised_port
+        self.config = config or {}
         self.tls = tls
         self.secure = tls is not None
         self._tmp = None if folder else tempfile.TemporaryDirectory(prefix="iris_app-kafka-")
@@ -179,6 +182,7 @@ class KafkaCluster:
             "broker.session.timeout.ms=6000",
             "replica.lag.time.max.ms=10000",
         ]
+        lines += [f"{name}={value}" for name, value in self.config.items()]
         if self.secure:
             tls = self.tls
             lines += [

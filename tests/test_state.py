@@ -19,6 +19,10 @@ RUN_S = 25
 # and those expired since the last cleanup (once a window): a handful, where a table that kept
 # every window would hold one a second.
 LIVE_WINDOWS = 10
+# Kafka's retention deletes the changelog's expired windows outright, from 30 s after the broker starts
+# (the changelog's retention.ms is the windows' expiry): held back, the changelog shows what the app
+# writes itself, a tombstone for every window it expires.
+KEEP_EXPIRED = {"log.initial.task.delay.ms": "600000"}
 CHANGELOG = "iris_app-window-counts-changelog"
 
 
@@ -63,7 +67,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> ShortWindows:
         "IRIS_WINDOW_GRACE_SECONDS": str(GRACE_S),
         "IRIS_GENERATOR_INTERVAL": "0.01",
     }
-    with KafkaCluster() as broker:
+    with KafkaCluster(config=KEEP_EXPIRED) as broker:
         env["KAFKA_BROKER"] = broker.url
         worker = Worker(env, datadir)
         try:
