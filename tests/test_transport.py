@@ -62,6 +62,7 @@ def seek_to_committed(offset: int):
             return {IRIS_0: offset}
 
         consumer.seek_to_committed = committed
+        consumer.assignment = lambda: {IRIS_0}  # still assigned when the committed offsets come
         await consumer.perform_seek()
 
     return seek
@@ -156,3 +157,21 @@ def test_a_batch_is_one_record_batch_per_partition(broker, kafka):
     assert sorted((m.key, m.headers) for m in read) == sorted(
         (r.key, tuple(r.headers)) for r in records for _ in range(2)
     )
+
+
+def test_a_partition_revoked_while_seeking_is_left_to_the_next_seek():
+    """The committed offsets come after a rebalance took the partition away: it is not marked positioned
+    (its records wait for the next assignment's seek), and no seek of it is tried (it crashed the fetcher)."""
+    revoked = consumer()
+
+    async def committed() -> dict:
+        return {IRIS_0: None}
+
+    async def must_not_seek(*partitions) -> None:
+        raise AssertionError(f"seeked {partitions}")
+
+    revoked.seek_to_committed = committed
+    revoked.assignment = lambda: set()
+    revoked._thread = type("Thread", (), {"seek_to_beginning": staticmethod(must_not_seek)})()
+    asyncio.run(revoked.perform_seek())
+    assert IRIS_0 not in revoked._positioned
