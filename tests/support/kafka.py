@@ -83,12 +83,13 @@ class Kafka:
             raise AssertionError(f"{topic}: condition not met within {timeout} s") from None
 
     def read_all(self, topic: str, quiet: float = 3.0) -> list[Message]:
-        """Every message of `topic`, read until nothing new comes for `quiet` seconds (tansu's end
-        offsets are not to be trusted: docs/SPEC.md)."""
-        last = [time.monotonic(), 0]
+        """Every message of `topic`, read until nothing new comes for `quiet` seconds from the first look
+        (the consumer started and seeked: that may take seconds on a loaded machine). tansu's end offsets
+        are not to be trusted (docs/SPEC.md)."""
+        last: list = [None, 0]
 
         def settled(messages: list[Message]) -> bool:
-            if len(messages) != last[1]:
+            if last[0] is None or len(messages) != last[1]:
                 last[:] = time.monotonic(), len(messages)
             return time.monotonic() - last[0] > quiet
 
