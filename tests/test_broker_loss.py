@@ -19,15 +19,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from support.checkout import FAUST, REPO
-from support.counts import Window, counts_reaching, differences
+from support.counts import Window, counts_reaching, differences, truth_of
 from support.kafka import Kafka
-from support.records import MINUTE_MS, predicted_labels
 from support.traffic import Traffic
 from support.worker import Worker, report
 
 from iris_app.kafka_server import KafkaCluster, Node
 from iris_app.samples import read_samples
-from iris_app.windows import window_start
 
 DISRUPTIONS = ("partition leader killed", "group coordinator killed", "broker stopped for 30 s")
 GROUP = "iris_app"
@@ -159,14 +157,7 @@ def broker_loss(tmp_path_factory: pytest.TempPathFactory, scorer) -> BrokerLoss:
             missing = traffic.wait_classified(timeout=120)
             health = [w.get("/health")[0] for w in workers]
             behind = uncommitted(cluster)
-            sent = set(traffic.sent)
-            inputs = {m.key: m for m in kafka.read_until("iris", lambda ms: sent <= {m.key for m in ms})}
-            sources = [inputs[key] for key in traffic.sent]
-            labels = predicted_labels(scorer, [m.json() for m in sources])
-            truth = Counter(
-                (m.json()["species"], label, window_start(m.timestamp, MINUTE_MS))
-                for m, label in zip(sources, labels)
-            )
+            labelled, truth = truth_of(kafka, traffic.sent, scorer)
             counted = counts_reaching(kafka, truth, timeout=120)
             tails = report(workers)
         finally:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import orjson
 import pytest
 from support.checkout import REPO
-from support.counts import Window, counts_reaching, differences, why_short
+from support.counts import Window, counts_reaching, differences, truth_of, why_short
 from support.kafka import Kafka, Message, whereabouts
 from support.records import MINUTE_MS, now_ms, predicted_labels
 from support.traffic import Traffic
@@ -174,17 +174,10 @@ def kill_cycles(tmp_path_factory: pytest.TempPathFactory, scorer) -> KillCycles:
             traffic.stop_producing()
             missing = traffic.wait_classified(timeout=120)
             health = [w.get("/health")[0] for w in workers]
-            sent = set(traffic.sent)
-            inputs = {m.key: m for m in kafka.read_until("iris", lambda ms: sent <= {m.key for m in ms})}
-            sources = [inputs[key] for key in traffic.sent]
-            labels = predicted_labels(scorer, [m.json() for m in sources])
-            truth = Counter(
-                (m.json()["species"], label, window_start(m.timestamp, MINUTE_MS))
-                for m, label in zip(sources, labels)
-            )
+            labelled, truth = truth_of(kafka, traffic.sent, scorer)
             counted = counts_reaching(kafka, truth, timeout=120)
             short = [window for window, n in truth.items() if counted.get(window, 0) < n]
-            why = f"{why_short(kafka, short, list(zip(sources, labels)))}\n{report(workers)}" if short else ""
+            why = f"{why_short(kafka, short, labelled)}\n{report(workers)}" if short else ""
         finally:
             if traffic:
                 traffic.close()

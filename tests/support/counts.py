@@ -12,7 +12,7 @@ from iris_app.models import WindowDelta
 from iris_app.windows import window_start
 
 from .kafka import Kafka, Message
-from .records import MINUTE_MS
+from .records import MINUTE_MS, predicted_labels
 
 Window = tuple[str, str, int]  # (species, predictedSpecies, startMs)
 
@@ -113,3 +113,17 @@ def count_trail(
             "",
         ]
     )
+
+
+def truth_of(kafka: Kafka, keys: list[bytes], scorer) -> tuple[list[tuple[Message, str]], Counter]:
+    """The records of `keys` as `iris` holds them, each with the label direct scoring gives it, and the
+    count each window must reach: what the workers must have published once every record is counted."""
+    wanted = set(keys)
+    inputs = {m.key: m for m in kafka.read_until("iris", lambda ms: wanted <= {m.key for m in ms})}
+    sources = [inputs[key] for key in keys]
+    labels = predicted_labels(scorer, [m.json() for m in sources])
+    truth = Counter(
+        (m.json()["species"], label, window_start(m.timestamp, MINUTE_MS))
+        for m, label in zip(sources, labels)
+    )
+    return list(zip(sources, labels)), truth
