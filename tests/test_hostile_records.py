@@ -186,7 +186,7 @@ def test_hostile_records_stop_nothing(kafka, worker):
             and letter["offset"] in expected
         }
 
-    letters = letters_of(kafka.read_until("iris-dlq", lambda ms: len(letters_of(ms)) == len(expected)))
+    letters = letters_of(kafka.read_until("iris-dlq", lambda ms: len(letters_of(ms)) == len(expected), 180))
     assert {m.key for m in classified} >= set(key.values())
     assert letters[offsets["name not UTF-8"] + 1]["error"] == "header name not UTF-8: header 1 of 1"
     assert letters[offsets["name not UTF-8"] + 1]["headers"] == [["//4=", "x"]]
