@@ -29,7 +29,7 @@ import orjson
 from kafka_io import PARTITIONS, Reader, create_topics, latest_counts_sum, produce, records
 from processes import REPO, Processes
 
-from iris_app import registry
+from iris_app import packages, registry
 from iris_app.broker import LocalBroker
 from iris_app.kafka_server import KafkaCluster
 from iris_app.models import FEATURES
@@ -122,7 +122,7 @@ async def throughput_run(
 async def set_shadow(kind: str, bootstrap: str) -> None:
     """For "app+shadow": a second model (tests/models/second) published as the shadow before start."""
     if kind == "app+shadow":
-        model_id, package = registry.pack(SHADOW)
+        model_id, package = packages.pack(SHADOW)
         roles = registry.Roles(serving=None, shadow=model_id)
         await registry.publish(
             Settings.from_env({"KAFKA_BROKER": bootstrap}),

@@ -3,13 +3,16 @@
     .venv/bin/python bench/make_refused_models.py
 
 GLMs on data/iris.csv: a regression over the four features (`regression`), a
-classifier over three of them (`three_features`), and a classifier over the
-four whose classes are not the species (`not_iris_classes`).
+classifier over three of them (`three_features`), a classifier over the
+four whose classes are not the species (`not_iris_classes`), and an iris
+classifier trained on shuffled species, right on about a third of the data
+(`poor`: below IRIS_MIN_ACCURACY).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -22,6 +25,7 @@ MODELS = [  # (name, features, response, family)
     ("regression", FOUR, "petal_area", "gaussian"),
     ("three_features", FOUR[:3], "species", "multinomial"),
     ("not_iris_classes", FOUR, "is_setosa", "binomial"),
+    ("poor", FOUR, "shuffled_species", "multinomial"),
 ]
 
 
@@ -32,6 +36,9 @@ def main() -> None:
         frame = h2o.import_file(str(REPO / "data" / "iris.csv"))
         frame["petal_area"] = frame["petal_length"] * frame["petal_width"]
         frame["is_setosa"] = (frame["species"] == "setosa").ifelse("yes", "no").asfactor()
+        species = h2o.as_list(frame["species"], use_pandas=False, header=False)
+        random.Random(1).shuffle(species)
+        frame = frame.cbind(h2o.H2OFrame(species, column_names=["shuffled_species"]).asfactor())
         for name, features, response, family in MODELS:
             out = REPO / "tests" / "models" / name
             shutil.rmtree(out, ignore_errors=True)

@@ -15,8 +15,8 @@ from .connection import BrokerUnreachable
 from .faust_ext import IncompatibleVersion, check_env_settings, check_versions
 from .faust_ext.app import App
 from .faust_ext.schema import raw_schema
+from .model_checks import Check
 from .models import AccuracyDelta, WindowCount, WindowDelta
-from .samples import feature_rows
 from .scoring import ModelError
 from .serving import ModelServer
 from .settings import Settings
@@ -71,13 +71,14 @@ class IrisApp(App):
         try:
             self.adapt_to(await describe_cluster(self.settings.kafka))
             await self.declare_topics()
-            published = await registry.read(self.settings.kafka, timeout=10)
+            published = await registry.read(self.settings.kafka, timeout=10, bounded=True)
         except BrokerUnreachable as e:
             unreachable = e
         except Exception as e:  # the broker went away meanwhile: the worker follows the registry later
             self.log.warning("Cannot read %s yet (%r): serving %s", registry.TOPIC, e, self.settings.mojo)
         try:
-            self.models = ModelServer(self.settings.mojo, Path(self.conf.appdir) / "models", feature_rows())
+            check = Check.bundled(self.settings.min_accuracy, self.settings.model_check_seconds)
+            self.models = ModelServer(self.settings.mojo, Path(self.conf.appdir) / "models", check)
             self.models.start(published)
             for load in self.loaders:
                 load()

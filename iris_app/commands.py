@@ -8,25 +8,22 @@ command with one line naming the cause and the fix, and a non-zero exit; `-l deb
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 import sys
 import traceback
-import zipfile
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from faust.cli import argument, option
 
-from . import registry
+from . import audit, packages, registry
 from .application import app, settings
 from .connection import BrokerUnreachable, check_reachable
 from .faust_ext.worker import AppCommand
-from .samples import feature_rows
-from .scoring import ModelError, checked_scorer
+from .model_checks import Check, checked_scorer
+from .scoring import ModelError
 from .topology import as_mermaid, as_text, describe
 from .training import TrainingError
 from .training import train as train_model
@@ -101,22 +98,36 @@ async def train(
     option("--promote", is_flag=True, help="Serve the shadow model."),
     option("--rollback", is_flag=True, help="Serve again the model served before; again: the one before it."),
     option("--list", "list_models", is_flag=True, help="List the published models, their roles and metrics."),
+    option(
+        "--history", is_flag=True, help="Print who deployed, shadowed, promoted and rolled back what, when."
+    ),
     base=Command,
 )
 async def deploy(
-    self: AppCommand, path: Path | None, shadow: bool, promote: bool, rollback: bool, list_models: bool
+    self: AppCommand,
+    path: Path | None,
+    shadow: bool,
+    promote: bool,
+    rollback: bool,
+    list_models: bool,
+    history: bool,
 ) -> None:
     """Publish a model (default IRIS_MOJO) to iris-models and serve it: workers switch without a restart."""
-    if not (list_models or promote or rollback):
+    if not (list_models or promote or rollback or history):
         self.say(await publish_model(path or settings.mojo, shadow=shadow))
         return
     await check_reachable(settings.kafka)
-    if list_models:
+    if history:
+        entries = await audit.history(settings.kafka)
+        self.say("\n".join(audit.line(offset, value) for offset, value in entries) or "nothing deployed yet")
+    elif list_models:
         self.say(listing(await registry.read(settings.kafka)))
     else:
-        roles, records = served(await registry.read(settings.kafka))
+        published = await registry.read(settings.kafka)
+        roles, records = served(published)
         changed = roles.promote() if promote else roles.rollback()
-        await publish(records, changed)
+        changed = await publish(published.models, records, changed)
+        await audit.record(settings, "promote" if promote else "rollback", changed.serving, changed)
         done = f"Promoted {roles.shadow}" if promote else f"Rolled back from {roles.serving}"
         self.say(f"{done}: {changed.in_words()}; {served_before(changed)}")
 
@@ -128,7 +139,7 @@ def served(published: registry.Registry) -> tuple[registry.Roles, dict[str, byte
     if roles.serving is not None:
         return roles, {}
     try:
-        model_id, package = registry.pack(settings.mojo)
+        model_id, package = packages.pack(settings.mojo)
     except ModelError as e:
         raise registry.RegistryError(
             f"the workers serve IRIS_MOJO until a first deploy, which publishes it too (to roll back to): {e}"
@@ -137,10 +148,13 @@ def served(published: registry.Registry) -> tuple[registry.Roles, dict[str, byte
     return roles.deploy(model_id), records
 
 
-async def publish(packages: dict[str, bytes], roles: registry.Roles) -> None:
-    """Publish the packages (by model id), then the roles."""
-    records = [(model_id.encode(), package) for model_id, package in packages.items()]
-    await registry.publish(settings, [*records, (registry.SERVING_KEY, roles.encode())])
+async def publish(known: dict[str, bytes], new: dict[str, bytes], roles: registry.Roles) -> registry.Roles:
+    """Publish the `new` packages (by model id), then the roles, each model they name pinned by its
+    package (among `known` and `new`): the roles as published."""
+    records = [(model_id.encode(), package) for model_id, package in new.items()]
+    pinned = roles.pinned({**known, **new})
+    await registry.publish(settings, [*records, (registry.SERVING_KEY, pinned.encode())])
+    return pinned
 
 
 def served_before(roles: registry.Roles) -> str:
@@ -154,14 +168,18 @@ async def publish_model(folder: Path, *, shadow: bool) -> str:
     """Check a model as a worker would, publish it, and make it serve (or shadow); what was done.
 
     The first deploy of any kind publishes IRIS_MOJO's model too, as the one serving until then."""
-    checked_scorer(folder, feature_rows())  # the workers' own check: refused before Kafka is asked
-    model_id, package = registry.pack(folder)
+    checked_scorer(
+        folder, Check.bundled(settings.min_accuracy, settings.model_check_seconds)
+    )  # as workers do
+    model_id, package = packages.pack(folder)
     await check_reachable(settings.kafka)
-    roles, records = served(await registry.read(settings.kafka))
+    published = await registry.read(settings.kafka)
+    roles, records = served(published)
     first = next(iter(records), None)
     roles = roles.with_shadow(model_id) if shadow else roles.deploy(model_id)
     records[model_id] = package
-    await publish(records, roles)
+    roles = await publish(published.models, records, roles)
+    await audit.record(settings, "shadow" if shadow else "deploy", model_id, roles)
     published = f"Published {model_id}" + (
         f" and {first} (IRIS_MOJO, served until now)" if first not in (None, model_id) else ""
     )
@@ -175,7 +193,7 @@ def listing(published: registry.Registry) -> str:
     unpublished = ""
     if roles.serving is None:  # the workers serve IRIS_MOJO
         try:
-            fallback_id, package = registry.pack(settings.mojo)
+            fallback_id, package = packages.pack(settings.mojo)
         except ModelError as e:
             return "\n".join([*model_lines(models, roles), f"IRIS_MOJO\tserving\t{e}"])
         roles = roles._replace(serving=fallback_id)
@@ -191,18 +209,12 @@ def model_lines(models: dict[str, bytes], roles: registry.Roles) -> list[str]:
     for model_id, package in sorted(models.items()):
         role = names.get(model_id, "-")
         try:
-            with zipfile.ZipFile(io.BytesIO(package)) as archive:
-                names_in = archive.namelist()
-                card = orjson.loads(archive.read(registry.CARD)) if registry.CARD in names_in else {}
-        except (zipfile.BadZipFile, orjson.JSONDecodeError) as e:
-            lines.append(f"{model_id}\t{role}\tnot a model package: {e}")
-            continue
-        holdout = card.get("holdout", {})
-        metrics = (
-            f"accuracy {holdout['accuracy']:.3f}, logloss {holdout['logloss']:.4f}"
-            if holdout
-            else "no holdout metrics"
-        )
+            holdout = packages.card_of(package).get("holdout") or {}
+            metrics = f"accuracy {holdout['accuracy']:.3f}, logloss {holdout['logloss']:.4f}"
+        except ModelError as e:
+            metrics = str(e)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            metrics = "no holdout metrics"
         lines.append(f"{model_id}\t{role}\t{metrics}")
     return lines
 

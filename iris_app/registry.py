@@ -1,164 +1,80 @@
 """The model registry on Kafka: `iris-models`, compacted, one partition (docs/SPEC.md, "The model's life").
 
-A published model is keyed by its id: a zip of its MOJO, its card (model.json)
-and, when training wrote them, H2O's own predictions (predictions.csv). The key
-`serving` holds which ids serve and shadow, and those served before, oldest first:
-{"serving", "shadow", "previous", "history"} (Roles).
-Every worker reads the whole topic (no consumer group: each needs every model).
+A published model is keyed by its id; its value is its package (packages.py). The
+key `serving` holds the roles: which ids serve and shadow, those served before, and
+the SHA-256 of each one's package (roles.Roles). Every worker reads the whole topic
+(no consumer group: each needs every model) and checks each record before it uses
+it: a serving record that does not parse is refused with its reason (`problem`),
+and the roles stay as they were.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import zipfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import NamedTuple
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from . import packages
 from .connection import Connection
-from .scoring import GENMODEL_JAR, ModelError, find_mojo
+from .roles import RegistryError, Roles
+
+__all__ = ["RegistryError", "Registry", "Roles", "read", "publish", "follow"]
 from .settings import Settings
 
 TOPIC = "iris-models"
 SERVING_KEY = b"serving"
-MAX_MODEL_BYTES = 16 * 2**20
-MAX_MESSAGE_BYTES = MAX_MODEL_BYTES + 2**20  # the topic's and the clients' limit: a model and its key
-CARD, PREDICTIONS = "model.json", "predictions.csv"
-
-
-class RegistryError(RuntimeError):
-    """The registry cannot do what was asked; the message says why."""
-
-
-class Roles(NamedTuple):
-    """Which models serve and shadow, and which served before: the record at key `serving`."""
-
-    serving: str | None = None
-    shadow: str | None = None
-    previous: str | None = None  # served before `serving`: what a rollback serves again
-    earlier: tuple[str, ...] = ()  # served before `previous`, oldest first
-
-    @property
-    def history(self) -> tuple[str, ...]:
-        """Every model served before the serving one, oldest first."""
-        return self.earlier if self.previous is None else (*self.earlier, self.previous)
-
-    @classmethod
-    def of(cls, serving: str | None, shadow: str | None, history: Sequence[str]) -> Roles:
-        return cls(serving, shadow, history[-1] if history else None, tuple(history[:-1]))
-
-    def encode(self) -> bytes:
-        """{"serving", "shadow", "previous", "history"}: "previous" for readers that know only it."""
-        return orjson.dumps(
-            {
-                "serving": self.serving,
-                "shadow": self.shadow,
-                "previous": self.previous,
-                "history": list(self.history),
-            }
-        )
-
-    @classmethod
-    def decode(cls, raw: bytes) -> Roles:
-        """A record of any version: one without "history" has served only "previous" before."""
-        value = orjson.loads(raw)
-        previous = value.get("previous")
-        history = value.get("history")
-        if not isinstance(history, list) or not all(isinstance(h, str) for h in history):
-            history = [previous] if isinstance(previous, str) else []
-        return cls.of(value.get("serving"), value.get("shadow"), history)
-
-    def deploy(self, model_id: str) -> Roles:
-        """`model_id` serves (and shadows no more); the model serving until now joins the history."""
-        if model_id == self.serving:
-            return self
-        history = self.history if self.serving is None else (*self.history, self.serving)
-        return Roles.of(model_id, None if self.shadow == model_id else self.shadow, history)
-
-    def with_shadow(self, model_id: str) -> Roles:
-        if model_id == self.serving:
-            raise RegistryError(f"{model_id} serves already: a model cannot shadow itself")
-        return self._replace(shadow=model_id)
-
-    def promote(self) -> Roles:
-        if self.shadow is None:
-            raise RegistryError("no shadow model to promote: deploy one with --shadow first")
-        return self.deploy(self.shadow)
-
-    def rollback(self) -> Roles:
-        """The model served before serves again, and leaves the history: rollbacks walk back in order."""
-        if self.previous is None:
-            raise RegistryError(
-                f"nothing served before {self.serving or 'IRIS_MOJO'}: nothing to roll back to"
-            )
-        shadow = None if self.shadow == self.previous else self.shadow
-        return Roles.of(self.previous, shadow, self.earlier)
-
-    def in_words(self) -> str:
-        """What serves and what shadows: `serving A; shadow B`, `serving A; no shadow`."""
-        serving = self.serving or "IRIS_MOJO (nothing published serves)"
-        return f"serving {serving}; " + (f"shadow {self.shadow}" if self.shadow else "no shadow")
+MAX_MESSAGE_BYTES = (
+    packages.MAX_MODEL_BYTES + 2**20
+)  # the topic's and the clients' limit: a model and its key
+PENDING = 2  # packages a bounded registry keeps that no serving record names yet
 
 
 @dataclass
 class Registry:
-    """What `iris-models` holds: each published model's package, and the roles."""
+    """What `iris-models` holds: the published models' packages, and the roles.
+
+    A bounded registry (every worker's) keeps only the packages of the models the
+    roles name (Roles.named) and the PENDING latest not named yet; one named later is
+    read again from the topic (`missing`). An unbounded one (the commands') keeps all.
+    """
 
     models: dict[str, bytes] = field(default_factory=dict)
     roles: Roles = Roles()
+    bounded: bool = False
+    published: set[str] = field(default_factory=set)  # every model id with a package on the topic
+    problem: str | None = None  # why the latest serving record was refused, while it is the latest
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if key == SERVING_KEY:
-            self.roles = Roles.decode(value) if value else Roles()
+            try:
+                self.roles, self.problem = (Roles.decode(value) if value else Roles()), None
+            except RegistryError as e:
+                self.problem = str(e)
+            self._forget_unnamed()
         elif key is not None:
+            model_id = key.decode(errors="replace")
+            self.models.pop(model_id, None)  # a package kept or not: the latest is the last one applied
             if value is None:
-                self.models.pop(key.decode(), None)
+                self.published.discard(model_id)
             else:
-                self.models[key.decode()] = value
+                self.published.add(model_id)
+                self.models[model_id] = value
+                self._forget_unnamed()
 
+    def missing(self) -> set[str]:
+        """Models the roles name whose packages were published but are not kept: to read again."""
+        return {m for m in self.roles.named if m in self.published and m not in self.models}
 
-def pack(folder: Path) -> tuple[str, bytes]:
-    """A model folder (its MOJO zip, model.json, predictions.csv) as (model id, package bytes)."""
-    mojo = find_mojo(folder)
-    card_path = mojo.parent / CARD
-    card = orjson.loads(card_path.read_bytes()) if card_path.is_file() else {}
-    model_id = card.get("modelId") or mojo.stem
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as package:
-        package.write(mojo, mojo.name)
-        for name in (CARD, PREDICTIONS):
-            if (mojo.parent / name).is_file():
-                package.write(mojo.parent / name, name)
-    data = buffer.getvalue()
-    if len(data) > MAX_MODEL_BYTES:
-        raise RegistryError(
-            f"{model_id} is {len(data):,} bytes packed: models are limited to {MAX_MODEL_BYTES:,}"
-        )
-    return model_id, data
-
-
-def unpack(package: bytes, dest: Path, genmodel_jar: Path) -> Path:
-    """Write a package's files into `dest` beside the running h2o-genmodel.jar; the folder, for a Scorer."""
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        with zipfile.ZipFile(io.BytesIO(package)) as archive:
-            for name in archive.namelist():
-                if Path(name).name != name or name == GENMODEL_JAR:
-                    raise ModelError(f"the package holds an unexpected file {name!r}")
-                (dest / name).write_bytes(archive.read(name))
-    except zipfile.BadZipFile as e:
-        raise ModelError(f"the package is not a zip: {e}") from None
-    jar = dest / GENMODEL_JAR
-    if not jar.exists():
-        jar.symlink_to(genmodel_jar.resolve())
-    return dest
+    def _forget_unnamed(self) -> None:
+        if self.bounded:
+            named = self.roles.named
+            unnamed = [m for m in self.models if m not in named]
+            for model_id in unnamed[: max(0, len(unnamed) - PENDING)]:
+                del self.models[model_id]
 
 
 def registry_consumer(kafka: Connection) -> AIOKafkaConsumer:
@@ -174,10 +90,11 @@ def registry_consumer(kafka: Connection) -> AIOKafkaConsumer:
     )
 
 
-async def read(kafka: Connection, timeout: float = 30.0) -> Registry:
-    """Everything `iris-models` holds now (an empty registry if the topic does not exist)."""
+async def read(kafka: Connection, timeout: float = 30.0, *, bounded: bool = False) -> Registry:
+    """Everything `iris-models` holds now (an empty registry if the topic does not exist); `bounded`:
+    only the packages a worker may need (Registry)."""
     consumer = registry_consumer(kafka)
-    registry = Registry()
+    registry = Registry(bounded=bounded)
     try:  # stopped even when it fails to start: no "Unclosed AIOKafkaConsumer" at exit
         await consumer.start()
         async with asyncio.timeout(timeout):
@@ -186,46 +103,76 @@ async def read(kafka: Connection, timeout: float = 30.0) -> Registry:
             tp = TopicPartition(TOPIC, 0)
             consumer.assign([tp])
             end = (await consumer.end_offsets([tp]))[tp]
-            while await consumer.position(tp) < end:
-                for message in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
-                    registry.apply(message.key, message.value)
+            await _read_to(consumer, tp, end, registry.apply)
+            await _read_missing(consumer, tp, registry)
     finally:
         await consumer.stop()
     return registry
 
 
-async def publish(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
-    """Send records to `iris-models` (created if missing: compacted, one partition, replicated as the
-    app's topics are), one at a time, each acknowledged by every in-sync replica."""
+async def _read_to(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int, apply: Callable) -> None:
+    while await consumer.position(tp) < end:
+        for message in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+            if message.offset < end:
+                apply(message.key, message.value)
+
+
+async def _read_missing(consumer: AIOKafkaConsumer, tp: TopicPartition, registry: Registry) -> None:
+    """Read the topic again from its start for the packages the roles name and the registry let go."""
+    wanted = registry.missing()
+    if not wanted:
+        return
+    end = await consumer.position(tp)
+
+    def refill(key: bytes | None, value: bytes | None) -> None:
+        if key is not None and key != SERVING_KEY and key.decode(errors="replace") in wanted:
+            if value is None:
+                registry.models.pop(key.decode(errors="replace"), None)
+            else:
+                registry.models[key.decode(errors="replace")] = value
+
+    await consumer.seek_to_beginning(tp)
+    await _read_to(consumer, tp, end, refill)
+    consumer.seek(tp, end)
+
+
+async def ensure_topic(settings: Settings, name: str, config: dict[str, str]) -> None:
+    """Create topic `name` if it is missing: one partition, replicated as the app's topics are."""
     admin = AIOKafkaAdminClient(**settings.kafka.client_options())
     try:
         await admin.start()
         replicas, min_insync = settings.replication(len((await admin.describe_cluster())["brokers"]))
-        config = {
-            "cleanup.policy": "compact",
-            "max.message.bytes": str(MAX_MESSAGE_BYTES),
-            "min.insync.replicas": str(min_insync),
-        }
-        await admin.create_topics([NewTopic(TOPIC, 1, replicas, topic_configs=config)])
+        config = {**config, "min.insync.replicas": str(min_insync)}
+        await admin.create_topics([NewTopic(name, 1, replicas, topic_configs=config)])
     except TopicAlreadyExistsError:
         pass
     finally:
         await admin.close()
+
+
+async def publish(settings: Settings, records: list[tuple[bytes, bytes]], topic: str = TOPIC) -> None:
+    """Send records to `topic` (`iris-models`, created if missing: compacted), one at a time, each
+    acknowledged by every in-sync replica."""
+    if topic == TOPIC:
+        await ensure_topic(
+            settings, TOPIC, {"cleanup.policy": "compact", "max.message.bytes": str(MAX_MESSAGE_BYTES)}
+        )
     producer = AIOKafkaProducer(
         **settings.kafka.client_options(), acks="all", max_request_size=MAX_MESSAGE_BYTES
     )
     try:
         await producer.start()
         for key, value in records:  # each alone in its batch: end offsets stay exact on tansu (SPEC)
-            await producer.send_and_wait(TOPIC, value, key=key)
+            await producer.send_and_wait(topic, value, key=key)
     finally:
         await producer.stop()
 
 
 async def follow(kafka: Connection, on_change: Callable[[Registry], Awaitable[None]]) -> None:
-    """Read `iris-models` from its start for ever; `on_change(registry)` after every fetch that changed it."""
+    """Read `iris-models` from its start for ever, keeping what a worker may need (a bounded Registry);
+    `on_change(registry)` after every fetch that changed it."""
     consumer = registry_consumer(kafka)
-    registry = Registry()
+    registry = Registry(bounded=True)
     await consumer.start()
     try:
         while TOPIC not in await consumer.topics():
@@ -237,6 +184,7 @@ async def follow(kafka: Connection, on_change: Callable[[Registry], Awaitable[No
             for message in fetched:
                 registry.apply(message.key, message.value)
             if fetched:
+                await _read_missing(consumer, tp, registry)
                 await on_change(registry)
     finally:
         await consumer.stop()

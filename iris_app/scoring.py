@@ -7,7 +7,6 @@ H2O cluster and no subprocess on the hot path.
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import os
 from collections.abc import Sequence
@@ -43,7 +42,7 @@ class Scorer:
 
     def __init__(self, mojo: Path) -> None:
         zip_path = find_mojo(mojo)
-        _start_jvm(zip_path.parent / GENMODEL_JAR)
+        start_jvm(zip_path.parent / GENMODEL_JAR)
         try:
             model = jpype.JClass("hex.genmodel.MojoModel").load(str(zip_path))
         except jpype.JException as e:
@@ -203,7 +202,7 @@ def find_mojo(mojo: Path) -> Path:
     return mojo
 
 
-def _start_jvm(jar: Path) -> None:
+def start_jvm(jar: Path) -> None:
     if not jpype.isJVMStarted():
         # -Xrs: SIGTERM and SIGINT stay with Python, so the worker shuts down (and commits) cleanly.
         # -Xmx128m, serial GC: scoring makes short-lived garbage only; at its defaults (a quarter
@@ -234,33 +233,3 @@ def _jvm_path() -> str:
             "Java 17 is needed to score the MOJO and none was found:"
             " install a Java 17 runtime (e.g. openjdk-17-jre-headless) or set JAVA_HOME"
         ) from None
-
-
-def checked_scorer(mojo: Path, samples: Sequence[Sequence[float]]) -> Scorer:
-    """A Scorer for `mojo`, once it has shown it can serve: a ModelError saying why not otherwise.
-
-    It must load as an iris classifier over the four features (Scorer), score every
-    row of `samples` (the bundled data set) without error, and, where the model
-    comes with H2O's own predictions (predictions.csv, written by training), agree
-    with them row by row.
-    """
-    scorer = Scorer(mojo)
-    predictions = scorer.predict(samples)
-    failed = [i for i, p in enumerate(predictions) if isinstance(p, Failure)]
-    if failed:
-        raise ModelError(
-            f"{scorer.path.name} fails to score row {failed[0]} of the bundled data: "
-            f"{predictions[failed[0]].error}"
-        )
-    reference = scorer.path.parent / "predictions.csv"
-    if reference.is_file():
-        with reference.open(newline="") as f:
-            expected = [row["predict"] for row in csv.DictReader(f)]
-        labels = [p.label for p in predictions]
-        if len(expected) == len(labels) and expected != labels:
-            row = next(i for i, (a, b) in enumerate(zip(expected, labels)) if a != b)
-            raise ModelError(
-                f"{scorer.path.name} disagrees with H2O's own predictions (predictions.csv) on row {row}:"
-                f" {labels[row]} against {expected[row]}"
-            )
-    return scorer

@@ -1,12 +1,15 @@
 """Which models a worker scores with, and the switch to others while it runs, between two batches.
 
-At start the worker serves what `iris-models` says serves, else IRIS_MOJO, and
-scores with the shadow model it names too. A deploy, shadow, promote or
-rollback read from the topic is loaded and checked on a thread of its own
-(scoring.checked_scorer); if it passes, the next batch is scored with it (a
-pair of references swapped between batches: no record is lost or scored twice
-by the switch); if not, the current models go on and the refusal is logged,
-shown at /model/ and counted.
+At start the worker serves what `iris-models` says serves; if that model is
+refused, the one served before it; else IRIS_MOJO. It scores with the shadow
+model the registry names too. A deploy, shadow, promote or rollback read from the
+topic is checked (its package pinned by SHA-256, unpacked into a fresh folder,
+model_checks.checked_scorer) on a thread of its own; if it passes, the next batch
+is scored with it (a pair of references swapped between batches: no record is
+lost or scored twice by the switch); if not, the current models go on and the
+refusal is logged, shown at /model/ and /health, and counted. A serving record the
+registry refuses is handled alike. Only the serving and shadow models' folders
+stay on disk.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import shutil
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,9 @@ from typing import Any
 import jpype
 import orjson
 
-from . import metrics, registry
-from .scoring import GENMODEL_JAR, ModelError, Scorer, checked_scorer
+from . import metrics, packages, registry
+from .model_checks import Check, checked_scorer
+from .scoring import GENMODEL_JAR, ModelError, Scorer
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +39,10 @@ def safe_name(model_id: str) -> str:
 
 
 class ModelServer:
-    def __init__(self, fallback: Path, store: Path, samples: Sequence[Sequence[float]]) -> None:
+    def __init__(self, fallback: Path, store: Path, check: Check) -> None:
         self.fallback = fallback
-        self.store = store  # where published models are unpacked
-        self.samples = samples
+        self.store = store  # where published models are unpacked, each into a fresh folder
+        self.check = check
         self.scorer: Scorer | None = None  # the serving model
         self.shadow: Scorer | None = None
         self.refused: dict[str, Any] | None = None
@@ -49,29 +53,43 @@ class ModelServer:
         return self.scorer, self.shadow
 
     def start(self, published: registry.Registry) -> None:
-        """Serve the published serving model, or IRIS_MOJO; a ModelError if neither can serve."""
-        self._take("serving", checked_scorer(self.fallback, self.samples))
-        for role, model_id in self._changes(published.roles):
+        """Serve the published serving model, else the one served before it, else IRIS_MOJO (a ModelError
+        if that cannot serve either); shadow the published shadow model."""
+        shutil.rmtree(self.store, ignore_errors=True)  # what an earlier run left: nothing is trusted
+        self._take("serving", checked_scorer(self.fallback, self.check))
+        if published.problem is not None:
+            self._refuse("the serving record", "serving", published.problem)
+        roles = published.roles
+        for role, model_id in self._changes(roles):
             try:
-                self._take(
-                    role, self._known(model_id) or self._load(model_id, published.models.get(model_id))
-                )
-            except ModelError as e:
+                self._take(role, self._known(model_id) or self._load(model_id, published))
+            except (ModelError, registry.RegistryError) as e:
                 self._refuse(model_id, role, str(e))
-        self._drop_stale_shadow(published.roles)
+                refused = self.refused
+                if role == "serving" and roles.previous not in (None, self.scorer.model_id):
+                    try:
+                        self._take(role, self._load(roles.previous, published))
+                    except (ModelError, registry.RegistryError) as e:
+                        self._refuse(roles.previous, role, str(e))
+                    self.refused = refused  # what /model/ and /health name: the model the registry serves
+        self._drop_stale_shadow(roles)
+        self._forget_folders()
 
     async def on_change(self, published: registry.Registry) -> None:
         """Follow the registry: switch serving and shadow models when they change and pass the check."""
+        if published.problem is not None:
+            if (self.refused or {}).get("reason") != published.problem:
+                self._refuse("the serving record", "serving", published.problem)
+            return  # the roles stay as they were
         for role, model_id in self._changes(published.roles):
             try:
-                scorer = self._known(model_id) or await self._load_aside(
-                    model_id, published.models.get(model_id)
-                )
-            except ModelError as e:
+                scorer = self._known(model_id) or await self._load_aside(model_id, published)
+            except (ModelError, registry.RegistryError) as e:
                 self._refuse(model_id, role, str(e))
                 continue
             self._take(role, scorer)
         self._drop_stale_shadow(published.roles)
+        self._forget_folders()
 
     def _changes(self, roles: registry.Roles) -> list[tuple[str, str]]:
         """(role, model id) of each role the registry gives another model than this worker's, not refused."""
@@ -96,23 +114,38 @@ class ModelServer:
         """A model this worker scores with already (a promoted shadow, say): no second load."""
         return next((s for s in self.scorers() if s is not None and s.model_id == model_id), None)
 
-    async def _load_aside(self, model_id: str, package: bytes | None) -> Scorer:
+    async def _load_aside(self, model_id: str, published: registry.Registry) -> Scorer:
         if self._loader is None:
             self._loader = ThreadPoolExecutor(
                 1, "model-loader", initializer=jpype.java.lang.Thread.attachAsDaemon
             )
-        return await asyncio.get_running_loop().run_in_executor(self._loader, self._load, model_id, package)
+        return await asyncio.get_running_loop().run_in_executor(self._loader, self._load, model_id, published)
 
-    def _load(self, model_id: str, package: bytes | None) -> Scorer:
+    def _load(self, model_id: str, published: registry.Registry) -> Scorer:
+        """The model `model_id` of `published`, checked: its package pinned, unpacked afresh, and passing
+        the model check; a ModelError or RegistryError saying why not."""
+        package = published.models.get(model_id)
         if package is None:
             raise ModelError(f"{model_id} is to serve but was never published to {registry.TOPIC}")
-        folder = registry.unpack(
-            package, self.store / safe_name(model_id), self.scorer.path.parent / GENMODEL_JAR
+        published.roles.check_pin(model_id, package)
+        folder = packages.unpack(
+            package, self.store, safe_name(model_id), self.scorer.path.parent / GENMODEL_JAR
         )
-        scorer = checked_scorer(folder, self.samples)
-        if scorer.model_id != model_id:
-            raise ModelError(f"the package published as {model_id} holds {scorer.model_id}")
+        try:
+            scorer = checked_scorer(folder, self.check)
+            if scorer.model_id != model_id:
+                raise ModelError(f"the package published as {model_id} holds {scorer.model_id}")
+        except ModelError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return scorer
+
+    def _forget_folders(self) -> None:
+        """Delete the unpacked folders of models no longer served or shadowed."""
+        kept = {s.path.parent for s in self.scorers() if s is not None}
+        for folder in self.store.glob("*") if self.store.is_dir() else ():
+            if folder not in kept:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _take(self, role: str, scorer: Scorer | None) -> None:
         """Score with `scorer` in `role` from the next batch on (a shadow of None: no shadow); one log

@@ -30,6 +30,8 @@ class Settings:
     replication_factor: int | None = None  # None: 3 on a cluster of three brokers or more, else 1
     min_insync_replicas: int | None = None  # None: the replication factor less one, at least 1
     compression: str | None = None  # of the app's own outputs: gzip, snappy, lz4, zstd
+    min_accuracy: float = 0.9  # a model must label this share of the bundled data right to serve
+    model_check_seconds: float = 60.0  # a model's check may take this long
 
     @property
     def window_ms(self) -> int:
@@ -74,6 +76,12 @@ class Settings:
                 raise SettingsError(f"{name}={text!r} must be >= {minimum}")
             return value
 
+        def fraction(name: str, default: float) -> float:
+            value = number(name, default, integer=False, minimum=0)
+            if value > 1:
+                raise SettingsError(f"{name}={get(name)!r} must be between 0 and 1")
+            return value
+
         mojo = Path(get("IRIS_MOJO") or defaults.mojo)
         batch = get("IRIS_PRODUCER_MAX_BATCH_SIZE")
         replicas = get("IRIS_REPLICATION_FACTOR")
@@ -115,4 +123,8 @@ class Settings:
             if min_insync is None
             else int(number("IRIS_MIN_INSYNC_REPLICAS", 0, integer=True, minimum=1)),
             compression=None if compression == "none" else compression,
+            min_accuracy=fraction("IRIS_MIN_ACCURACY", defaults.min_accuracy),
+            model_check_seconds=number(
+                "IRIS_MODEL_CHECK_SECONDS", defaults.model_check_seconds, integer=False, minimum=0.001
+            ),
         )

@@ -20,7 +20,7 @@ from support.checkout import REPO
 from support.cli import run, start
 from support.kafka import Kafka
 
-from iris_app import registry
+from iris_app import packages
 from iris_app.broker import free_port
 from iris_app.kafka_server import KafkaCluster
 
@@ -158,7 +158,7 @@ def interrupted(process: subprocess.Popen) -> str:
 def test_watch_shows_a_binary_value_as_its_size_and_hash_and_stops_on_ctrl_c_quietly(broker, kafka: Kafka):
     topic = f"watched-{uuid.uuid4().hex[:8]}"
     make_topic(broker.url, topic)
-    model_id, package = registry.pack(SECOND)
+    model_id, package = packages.pack(SECOND)
     kafka.produce(topic, [(model_id.encode(), package, None), (b"text", b'{"a": 1}', None)])
     watching = start(broker.url, "watch", topic)
     lines = [watching.stdout.readline() for _ in range(2)]

@@ -11,10 +11,10 @@ from support.checkout import REPO
 from support.cli import run
 from support.models import DEFAULT_ID, SECOND, SECOND_ID
 
-from iris_app import registry
+from iris_app import packages, registry
 from iris_app.kafka_server import KafkaCluster
+from iris_app.model_checks import Check
 from iris_app.registry import RegistryError, Roles
-from iris_app.samples import feature_rows
 from iris_app.serving import ModelServer
 from iris_app.settings import Settings
 
@@ -38,6 +38,7 @@ def test_the_roles_record_keeps_the_history_and_reads_a_record_without_one():
         "shadow": "s",
         "previous": "b",
         "history": ["a", "b"],
+        "sha256": {},
     }
     assert Roles.decode(roles.encode()) == roles
     older = Roles.decode(b'{"serving": "c", "shadow": null, "previous": "b"}')
@@ -54,8 +55,8 @@ def test_the_roles_in_words_name_what_serves_and_shadows_never_none():
 
 
 def test_every_role_change_of_a_worker_is_logged(tmp_path, caplog):
-    server = ModelServer(REPO / "mojo", tmp_path / "models", feature_rows())
-    published = registry.Registry(models=dict([registry.pack(SECOND), registry.pack(REPO / "mojo")]))
+    server = ModelServer(REPO / "mojo", tmp_path / "models", Check.bundled())
+    published = registry.Registry(models=dict([packages.pack(SECOND), packages.pack(REPO / "mojo")]))
     caplog.set_level(logging.INFO, logger="iris_app.serving")
 
     def logged() -> list[str]:
@@ -97,7 +98,8 @@ def test_a_first_deploy_as_shadow_publishes_iris_mojo_serving_and_rollback_retur
         assert "None" not in done.stdout
     assert listed_before.stdout.splitlines()[0].startswith(f"{DEFAULT_ID}\tserving\taccuracy 0.926")
     # The first deploy, a shadow, publishes the model served from IRIS_MOJO as serving.
-    assert pointer.roles == Roles(DEFAULT_ID, SECOND_ID) and set(pointer.models) == {DEFAULT_ID, SECOND_ID}
+    assert (pointer.roles.serving, pointer.roles.shadow) == (DEFAULT_ID, SECOND_ID)
+    assert set(pointer.models) == {DEFAULT_ID, SECOND_ID}
     assert f"serving {DEFAULT_ID}; shadow {SECOND_ID}" in shadowed.stdout
     assert listed.stdout.splitlines() == [
         f"{DEFAULT_ID}\tserving\taccuracy 0.926, logloss 0.2223",
@@ -123,7 +125,7 @@ def test_a_first_deploy_as_shadow_publishes_iris_mojo_serving_and_rollback_retur
 @pytest.mark.slow
 def test_a_record_naming_only_a_shadow_gets_iris_mojo_serving_to_roll_back_to():
     with KafkaCluster() as broker:
-        second_id, package = registry.pack(SECOND)
+        second_id, package = packages.pack(SECOND)
         settings = Settings.from_env({"KAFKA_BROKER": broker.url})
         legacy = b'{"serving": null, "shadow": "%s", "previous": null}' % second_id.encode()
         asyncio.run(
@@ -137,4 +139,5 @@ def test_a_record_naming_only_a_shadow_gets_iris_mojo_serving_to_roll_back_to():
     assert f"{DEFAULT_ID}\tserving\t" in listed.stdout and f"{SECOND_ID}\tshadow\t" in listed.stdout
     assert promoted.returncode == 0 and f"--rollback serves {DEFAULT_ID}" in promoted.stdout
     assert rolled_back.returncode == 0, rolled_back.stdout
-    assert published.roles == Roles(DEFAULT_ID) and DEFAULT_ID in published.models
+    assert published.roles.serving == DEFAULT_ID and published.roles.shadow is None
+    assert DEFAULT_ID in published.models

@@ -10,9 +10,10 @@ import pytest
 from support.checkout import REPO
 from support.models import DEFAULT_ID, SECOND, SECOND_ID, deploy
 
-from iris_app import registry
+from iris_app import packages, registry
+from iris_app.model_checks import Check
 from iris_app.registry import RegistryError, Roles
-from iris_app.samples import feature_rows
+from iris_app.scoring import ModelError
 from iris_app.serving import ModelServer
 
 
@@ -36,8 +37,8 @@ def test_roles_move_as_each_command_says():
 
 def test_a_model_server_follows_the_roles(tmp_path):
     """In process: a shadow, then its promotion (no second load), then a broken shadow refused."""
-    server = ModelServer(REPO / "mojo", tmp_path / "models", feature_rows())
-    second_id, package = registry.pack(SECOND)
+    server = ModelServer(REPO / "mojo", tmp_path / "models", Check.bundled())
+    second_id, package = packages.pack(SECOND)
     published = registry.Registry(models={second_id: package, "broken": b"not a package"})
 
     def serving_and_shadow() -> tuple[str, str | None]:
@@ -76,11 +77,11 @@ def test_deploy_refuses_a_non_iris_model_locally():
 
 
 def test_a_model_over_16_mib_is_refused(tmp_path):
-    """Before it is published: registry.pack refuses it."""
-    (tmp_path / "big.zip").write_bytes(os.urandom(registry.MAX_MODEL_BYTES))  # and its card: over the limit
+    """Before it is published: packages.pack refuses it."""
+    (tmp_path / "big.zip").write_bytes(os.urandom(packages.MAX_MODEL_BYTES))  # and its card: over the limit
     (tmp_path / "h2o-genmodel.jar").symlink_to(REPO / "mojo" / "h2o-genmodel.jar")
 
     with pytest.raises(
-        RegistryError, match=r"^big is 16,777,\d+ bytes packed: models are limited to 16,777,216$"
+        ModelError, match=r"^big is 16,777,\d+ bytes packed: models are limited to 16,777,216$"
     ):
-        registry.pack(tmp_path)
+        packages.pack(tmp_path)
