@@ -199,6 +199,9 @@ async def health(web: View, request: Request) -> Response:
         ready = {"status": "ready", "model": app.models.scorer.model_id}
         if watchdog.cluster_note is not None:
             ready["cluster"] = watchdog.cluster_note
+        if app.models.refused is not None:  # serving, but not what iris-models says
+            refused = app.models.refused
+            ready["refused"] = f"{refused['modelId']} as {refused['role']}: {refused['reason']}"
         return json_response(web, ready)
     return json_response(web, {"status": "not ready", "reason": reason}, 503)
 
