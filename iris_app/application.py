@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,13 +13,13 @@ import mode
 
 from . import registry
 from .cluster import Cluster, describe_cluster, wait_for_topics
-from .connection import BrokerUnreachable
+from .connection import BrokerUnreachable, check_reachable
 from .faust_ext import IncompatibleVersion, check_env_settings, check_versions
 from .faust_ext.app import App
 from .faust_ext.schema import raw_schema
-from .model_checks import Check
+from .model_checks import Check, checked_scorer
 from .models import AccuracyDelta, WindowCount, WindowDelta
-from .scoring import ModelError
+from .scoring import ModelError, Scorer
 from .serving import ModelServer
 from .settings import Settings
 
@@ -57,8 +59,25 @@ class IrisApp(App):
         self.min_insync_replicas = 1  # of the topics the app creates: set at start (adapt_to)
         self.declared: list[faust.TopicT] = []  # the app's own topics (declare), made at start
         self.models: ModelServer | None = None  # the model(s) scored with, from the start on
+        self.fallback: Scorer | None = None  # IRIS_MOJO's model, checked before the worker starts
         # Loaded once at start, before any record is read; an OSError stops the worker with one line.
         self.loaders: list[Callable[[], None]] = []
+
+    def preflight(self) -> None:
+        """Before the worker prints or starts anything: IRIS_MOJO's model must pass its check (else exit 2),
+        then a broker must answer (else exit 1), each failure one line."""
+        check = Check.bundled(self.settings.min_accuracy, self.settings.model_check_seconds)
+        try:
+            self.fallback = checked_scorer(self.settings.mojo, check)
+        except (ModelError, OSError) as e:
+            stop(f"cannot start: {e}", code=2)
+        loop = asyncio.new_event_loop()  # its own: the worker's loop is not made yet
+        try:
+            loop.run_until_complete(check_reachable(self.settings.kafka))
+        except BrokerUnreachable as e:
+            stop(str(e), code=1)
+        finally:
+            loop.close()
 
     async def on_first_start(self) -> None:
         """Load the model (what `iris-models` serves, else IRIS_MOJO) and what the agents need, first.
@@ -79,7 +98,7 @@ class IrisApp(App):
         try:
             check = Check.bundled(self.settings.min_accuracy, self.settings.model_check_seconds)
             self.models = ModelServer(self.settings.mojo, Path(self.conf.appdir) / "models", check)
-            self.models.start(published)
+            self.models.start(published, self.fallback)
             for load in self.loaders:
                 load()
         except (ModelError, OSError) as e:
@@ -121,9 +140,11 @@ class IrisApp(App):
 
 
 def stop(message: str, code: int) -> None:
-    """Stop start-up with one line saying why."""
+    """Stop start-up with one line saying why; the services' "Stopping..." lines that follow are not
+    logged (warnings and errors still are)."""
     sys.stderr.write(f"iris_app: {message}\n")
     sys.stderr.flush()
+    logging.disable(logging.INFO)
     raise SystemExit(code)
 
 

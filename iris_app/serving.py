@@ -52,11 +52,11 @@ class ModelServer:
         """The serving model and the shadow (None while there is none), as one pair for a batch."""
         return self.scorer, self.shadow
 
-    def start(self, published: registry.Registry) -> None:
-        """Serve the published serving model, else the one served before it, else IRIS_MOJO (a ModelError
-        if that cannot serve either); shadow the published shadow model."""
+    def start(self, published: registry.Registry, fallback: Scorer | None = None) -> None:
+        """Serve the published serving model, else the one served before it, else IRIS_MOJO (`fallback`
+        once checked; a ModelError if it cannot serve); shadow the published shadow model."""
         shutil.rmtree(self.store, ignore_errors=True)  # what an earlier run left: nothing is trusted
-        self._take("serving", checked_scorer(self.fallback, self.check))
+        self._take("serving", fallback or checked_scorer(self.fallback, self.check))
         if published.problem is not None:
             self._refuse("the serving record", "serving", published.problem)
         roles = published.roles

@@ -23,10 +23,9 @@ def start_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
 
 
 def the_one_error_line(run: subprocess.CompletedProcess) -> str:
-    output = run.stdout + run.stderr
-    assert "Traceback" not in output
-    lines = [line for line in output.splitlines() if "iris_app: " in line]
-    assert len(lines) == 1, output
+    """The worker's whole output, which must be one line: no banner, no "Stopping..." lines after it."""
+    lines = (run.stdout + run.stderr).splitlines()
+    assert len(lines) == 1 and lines[0].startswith("iris_app: "), "\n".join(lines)
     return lines[0]
 
 
@@ -57,3 +56,17 @@ def test_a_bad_setting_stops_the_worker(tmp_path, name, value):
     run = start_worker(tmp_path, **{name: value})
     assert run.returncode == 1
     assert the_one_error_line(run).startswith(f"iris_app: bad setting: {name}={value!r}")
+
+
+def test_an_unreachable_broker_stops_the_worker_in_one_line(tmp_path):
+    run = start_worker(tmp_path)
+    assert run.returncode == 1
+    assert the_one_error_line(run).endswith("check KAFKA_BROKER, or start a broker (`make run` starts one)")
+
+
+def test_a_model_below_the_accuracy_floor_stops_the_worker(tmp_path):
+    run = start_worker(tmp_path, IRIS_MOJO=str(REPO / "tests" / "models" / "poor"))
+    assert run.returncode == 2
+    assert "of the bundled data right: at least 90.0% is needed (IRIS_MIN_ACCURACY)" in the_one_error_line(
+        run
+    )

@@ -22,6 +22,9 @@ class App(faust.App):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, Worker=Worker, **kwargs)
 
+    def preflight(self) -> None:
+        """What `faust worker` checks before it prints its banner or starts a service (none here)."""
+
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
 
