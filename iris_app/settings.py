@@ -14,6 +14,10 @@ __all__ = ["Settings", "SettingsError"]
 
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+BOOLEANS = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+}
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class Settings:
     replication_factor: int | None = None  # None: 3 on a cluster of three brokers or more, else 1
     min_insync_replicas: int | None = None  # None: the replication factor less one, at least 1
     compression: str | None = None  # of the app's own outputs: gzip, snappy, lz4, zstd
+    faust_pages: bool = False  # Faust's own pages (/router/, /table/, ...) served beside the app's
 
     @property
     def window_ms(self) -> int:
@@ -74,6 +79,14 @@ class Settings:
                 raise SettingsError(f"{name}={text!r} must be >= {minimum}")
             return value
 
+        def flag(name: str, default: bool) -> bool:
+            text = get(name)
+            if text is None:
+                return default
+            if text.lower() not in BOOLEANS:
+                raise SettingsError(f"{name}={text!r} is not a boolean (true or false, 1 or 0)")
+            return BOOLEANS[text.lower()]
+
         mojo = Path(get("IRIS_MOJO") or defaults.mojo)
         batch = get("IRIS_PRODUCER_MAX_BATCH_SIZE")
         replicas = get("IRIS_REPLICATION_FACTOR")
@@ -115,4 +128,5 @@ class Settings:
             if min_insync is None
             else int(number("IRIS_MIN_INSYNC_REPLICAS", 0, integer=True, minimum=1)),
             compression=None if compression == "none" else compression,
+            faust_pages=flag("IRIS_FAUST_PAGES", defaults.faust_pages),
         )
