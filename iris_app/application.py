@@ -23,6 +23,16 @@ from .scoring import ModelError, Scorer
 from .serving import ModelServer
 from .settings import Settings
 
+# Faust's own pages (faust.web.apps): /router/, /table/, /graph/, the sensor statistics at / with
+# /assignment/, and /performance/. They show the cluster's web addresses and the tables' data.
+FAUST_PAGES = (
+    "web_router_enabled",
+    "web_tables_enabled",
+    "web_graph_enabled",
+    "web_stats_enabled",
+    "web_metrics_enabled",
+)
+
 
 class IrisApp(App):
     """The Faust app, holding the settings and, once started, the loaded model."""
@@ -78,6 +88,14 @@ class IrisApp(App):
             stop(str(e), code=1)
         finally:
             loop.close()
+
+    def hide_faust_pages(self) -> None:
+        """Turn every one of Faust's own pages off, unless IRIS_FAUST_PAGES turns them on (then Faust's
+        defaults and its APP_WEB_*_ENABLED variables decide, as in any Faust app). Set on the built
+        settings, as Faust's variables override the app's arguments; before the web server is made."""
+        if not self.settings.faust_pages:
+            for name in FAUST_PAGES:
+                setattr(self.conf, name, False)
 
     async def on_first_start(self) -> None:
         """Load the model (what `iris-models` serves, else IRIS_MOJO) and what the agents need, first.
@@ -153,6 +171,7 @@ try:
     settings = Settings.from_env()
     app = IrisApp(settings)
     check_env_settings(app)
+    app.hide_faust_pages()
 except (IncompatibleVersion, ValueError) as e:  # SettingsError is a ValueError
     stop(str(e) if isinstance(e, IncompatibleVersion) else f"bad setting: {e}", code=1)
 

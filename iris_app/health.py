@@ -75,7 +75,12 @@ class Progress:
 
 
 class BrokerUnreachable(RuntimeError):
-    """The broker did not answer the watchdog."""
+    """The broker did not answer the watchdog. The message is the error in full (for the log); `cause` is
+    its kind alone, for /health, as the error's own text may hold the broker's address."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.cause = type(error).__name__
+        super().__init__(f"{self.cause}: {error}" if str(error) else self.cause)
 
 
 class OffsetsProbe:
@@ -113,7 +118,7 @@ class OffsetsProbe:
                 ends = await self._consumer.end_offsets(tps)
                 committed = {tp: await self._consumer.committed(tp) or 0 for tp in tps}
         except Exception as e:  # aiokafka's errors, timeouts, refused connections: all mean the same here
-            raise BrokerUnreachable(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
+            raise BrokerUnreachable(e) from None
         return committed, ends
 
     async def under_replicated(self, topics: Iterable[str]) -> list[str]:
@@ -129,7 +134,7 @@ class OffsetsProbe:
                     self._admin = admin
                 described = await self._admin.describe_topics(sorted(topics))
         except Exception as e:  # as in offsets()
-            raise BrokerUnreachable(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
+            raise BrokerUnreachable(e) from None
         return sorted(
             f"{topic['topic']}[{partition['partition']}]"
             for topic in described
@@ -163,7 +168,7 @@ class Watchdog:
         self.topics = set(topics)
         self.progress = Progress(stall_seconds)
         self.probe = OffsetsProbe(kafka, app.conf.id)
-        self.broker_error: str | None = None
+        self.broker_error: str | None = None  # the kind of error (BrokerUnreachable.cause) while out of reach
         self.degraded: list[str] = []  # input partitions under-replicated: /health says so, still 200
         self.stalled: list[TopicPartition] = []
         self._healed_at: dict[TopicPartition, float] = {}
@@ -183,7 +188,7 @@ class Watchdog:
         except BrokerUnreachable as e:
             if self.broker_error is None:
                 log.warning("The broker does not answer: %s", e)
-            self.broker_error = str(e)
+            self.broker_error = e.cause
             return
         if self.broker_error is not None:
             log.info("The broker answers again")

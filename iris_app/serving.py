@@ -33,6 +33,26 @@ from .scoring import GENMODEL_JAR, ModelError, Scorer
 log = logging.getLogger(__name__)
 
 
+# The directory part of a path in a message: a run of non-space characters up to its last slash.
+DIRECTORIES = re.compile(r"""[^\s'"(),;=\[\]]*/(?=[^\s/'"(),:;=\[\]])""")
+
+
+def without_directories(message: str) -> str:
+    """`message` with each path in it cut to its last part (/data/models/x/model.zip: model.zip)."""
+    return DIRECTORIES.sub("", message)
+
+
+def shown_card(scorer: Scorer) -> dict[str, Any]:
+    """The card /model/ shows: the model's card parsed, or its id with a note if that is no JSON object."""
+    try:
+        card = orjson.loads(scorer.card)
+    except orjson.JSONDecodeError:
+        card = None
+    if not isinstance(card, dict):
+        return {"modelId": scorer.model_id, "note": "invalid card: not a JSON object"}
+    return card
+
+
 def safe_name(model_id: str) -> str:
     """A folder name for a model id read from the topic, which could hold anything."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", model_id).lstrip(".") or "_"
@@ -46,6 +66,7 @@ class ModelServer:
         self.scorer: Scorer | None = None  # the serving model
         self.shadow: Scorer | None = None
         self.refused: dict[str, Any] | None = None
+        self._cards: dict[str, dict[str, Any]] = {}  # by role: the card /model/ shows (shown_card)
         self._loader: ThreadPoolExecutor | None = None
 
     def scorers(self) -> tuple[Scorer, Scorer | None]:
@@ -162,15 +183,19 @@ class ModelServer:
             self.scorer = scorer
         else:
             self.shadow = scorer
-        if scorer is not None:
+        if scorer is None:
+            self._cards.pop(role, None)
+        else:
+            self._cards[role] = shown_card(scorer)
             self.refused = None
             metrics.model_info.labels(scorer.model_id, role).set(1)
 
     def _refuse(self, model_id: str, role: str, reason: str) -> None:
+        """Log the refusal with its whole reason; /model/ shows it without the worker's directories."""
         self.refused = {
             "modelId": model_id,
             "role": role,
-            "reason": reason,
+            "reason": without_directories(reason),
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         metrics.models_refused.labels(model_id).inc()
@@ -179,8 +204,9 @@ class ModelServer:
         )
 
     def describe(self) -> bytes:
-        """What /model/ answers: the serving and the shadow model's cards (null: none), the last refusal."""
-        shadow = orjson.Fragment(self.shadow.card) if self.shadow is not None else None
+        """What /model/ answers: the serving and the shadow model's cards (null: none), the last refusal.
+
+        Each card is the package's model.json parsed and encoded again (shown_card), never its bytes."""
         return orjson.dumps(
-            {"serving": orjson.Fragment(self.scorer.card), "shadow": shadow, "refused": self.refused}
+            {"serving": self._cards["serving"], "shadow": self._cards.get("shadow"), "refused": self.refused}
         )

@@ -14,6 +14,10 @@ __all__ = ["Settings", "SettingsError"]
 
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+BOOLEANS = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Settings:
     compression: str | None = None  # of the app's own outputs: gzip, snappy, lz4, zstd
     min_accuracy: float = 0.9  # a model must label this share of the bundled data right to serve
     model_check_seconds: float = 60.0  # a model's check may take this long
+    faust_pages: bool = False  # Faust's own pages (/router/, /table/, ...) served beside the app's
 
     @property
     def window_ms(self) -> int:
@@ -82,6 +87,14 @@ class Settings:
                 raise SettingsError(f"{name}={get(name)!r} must be between 0 and 1")
             return value
 
+        def flag(name: str, default: bool) -> bool:
+            text = get(name)
+            if text is None:
+                return default
+            if text.lower() not in BOOLEANS:
+                raise SettingsError(f"{name}={text!r} is not a boolean (true or false, 1 or 0)")
+            return BOOLEANS[text.lower()]
+
         mojo = Path(get("IRIS_MOJO") or defaults.mojo)
         batch = get("IRIS_PRODUCER_MAX_BATCH_SIZE")
         replicas = get("IRIS_REPLICATION_FACTOR")
@@ -127,4 +140,5 @@ class Settings:
             model_check_seconds=number(
                 "IRIS_MODEL_CHECK_SECONDS", defaults.model_check_seconds, integer=False, minimum=0.001
             ),
+            faust_pages=flag("IRIS_FAUST_PAGES", defaults.faust_pages),
         )

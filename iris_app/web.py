@@ -1,30 +1,31 @@
 """The worker's HTTP pages (Faust web): table state, the model card, health and metrics; each path
-answers with and without its trailing slash."""
+answers with and without its trailing slash. Keys another worker holds are asked of it (peers.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web as aiohttp_web
-from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
-from . import counting, metrics
+from . import counting, metrics, peers
 from .application import accuracy_deltas_topic, app, iris_topic, settings, window_deltas_topic
 from .health import Watchdog
 from .models import SPECIES, UNKNOWN_SPECIES, InvalidCounts, count_rows
+from .peers import PeerError
 from .tables import ACCURACY_KEY, WINDOW_MS, count_key, window_accuracy, window_counts
 
-PEER_TIMEOUT = 5.0  # seconds another worker may take to answer a forwarded request
+log = logging.getLogger(__name__)
+
 WATCH_EVERY = 5.0  # seconds between two looks of the watchdog
 
 watchdog = Watchdog(
@@ -84,22 +85,20 @@ def counts_of(species: str, predicted: str, windows: dict[str, list[tuple[int, A
     ]
 
 
-class PeerError(RuntimeError):
-    """Another worker did not answer in time, or answered something other than what was asked."""
-
-
-async def routed(web: View, request: Request, table, key: str, local) -> Response:
-    """Answer from the worker owning `key` of `table`: here, or by forwarding the request."""
+async def routed(web: View, path: str, table, key: str, local: Callable[[], Any]) -> Response:
+    """Answer from the worker owning `key` of `table`: here, or with that worker's answer at `path`."""
     try:
-        async with asyncio.timeout(PEER_TIMEOUT):
-            return await app.router.route_req(table.table.name, key, web, request)
-    except SameNode:
-        return json_response(web, local())
-    except (TimeoutError, aiohttp.ClientError) as e:
-        return peer_failed(web, PeerError(f"the worker owning {key!r} did not answer: {e!r}"))
+        owner = peers.owner(app, table.table.name, key)
+        if owner is None:
+            return json_response(web, local())
+        status, body = await peers.get(app.http_client, owner, path, peers.members(app))
+    except PeerError as e:
+        return peer_failed(web, e)
+    return web.bytes(body, content_type="application/json", status=status)
 
 
 def peer_failed(web: View, error: PeerError) -> Response:
+    """503 naming what failed; the peer's address and the error's details are in the log (peers.py)."""
     return json_response(web, {"error": str(error)}, 503)
 
 
@@ -123,7 +122,7 @@ async def key_counts(web: View, request: Request, species: str, predicted: str) 
         )
     return await routed(
         web,
-        request,
+        f"/counts/{species}/{predicted}/",
         window_counts,
         count_key(species, predicted),
         lambda: counts_of(species, predicted, local_windows(window_counts)),
@@ -133,32 +132,33 @@ async def key_counts(web: View, request: Request, species: str, predicted: str) 
 @page("/counts/")
 async def all_counts(web: View, request: Request) -> Response:
     """Every (species, predictedSpecies)'s windows, gathered from the workers that own them."""
-    here = (app.conf.canonical_url.host, app.conf.canonical_url.port)
     windows = local_windows(window_counts)
     counts: list[dict] = []
     elsewhere: list[tuple[str, str, URL]] = []
-    for species, predicted in COUNT_KEYS:
-        owner: URL = app.router.key_store(window_counts.table.name, count_key(species, predicted))
-        if (owner.host, owner.port) == here:
-            counts += counts_of(species, predicted, windows)
-        else:
-            elsewhere.append((species, predicted, owner.with_path(f"/counts/{species}/{predicted}/")))
 
-    async def fetch(species: str, predicted: str, url: URL) -> list[dict]:
+    async def fetch(species: str, predicted: str, owner: URL, known: set[URL]) -> list[dict]:
+        path = f"/counts/{species}/{predicted}/"
+        status, body = await peers.get(app.http_client, owner, path, known)
         try:
-            async with app.http_client.get(url) as response:
-                return count_rows(orjson.loads(await response.read()), species, predicted, WINDOW_MS)
-        except (aiohttp.ClientError, orjson.JSONDecodeError, InvalidCounts) as e:
-            raise PeerError(f"{url} did not answer with counts: {e!r}") from None
+            if status != 200:
+                raise InvalidCounts(f"counts of {species}/{predicted}: status {status}")
+            return count_rows(orjson.loads(body), species, predicted, WINDOW_MS)
+        except (orjson.JSONDecodeError, InvalidCounts) as e:
+            log.warning("%s answered %s with no counts: %r", owner, path, e)
+            raise PeerError("the worker holding the key did not answer with counts") from None
 
     try:
-        async with asyncio.timeout(PEER_TIMEOUT):
-            for remote in await asyncio.gather(*(fetch(*each) for each in elsewhere)):
-                counts += remote
-    except TimeoutError:
-        return peer_failed(web, PeerError(f"a worker did not answer within {PEER_TIMEOUT:.0f} s"))
+        for species, predicted in COUNT_KEYS:
+            owner = peers.owner(app, window_counts.table.name, count_key(species, predicted))
+            if owner is None:
+                counts += counts_of(species, predicted, windows)
+            else:
+                elsewhere.append((species, predicted, owner))
+        known = peers.members(app)
+        for remote in await asyncio.gather(*(fetch(*each, known) for each in elsewhere)):
+            counts += remote
     except PeerError as e:
-        return peer_failed(web, e)
+        return peer_failed(web, PeerError(f"some counts are missing: {e}"))
     counts.sort(key=lambda c: (-c["startMs"], c["species"], c["predictedSpecies"]))
     return json_response(web, counts)
 
@@ -175,7 +175,7 @@ async def accuracy(web: View, request: Request) -> Response:
             for _, message in counting.window_accuracies(start, value, WINDOW_MS)
         ]
 
-    return await routed(web, request, window_accuracy, ACCURACY_KEY, local)
+    return await routed(web, "/accuracy/", window_accuracy, ACCURACY_KEY, local)
 
 
 @page("/model/")

@@ -18,6 +18,7 @@ def test_defaults_are_the_specs():
     assert (settings.window_seconds, settings.window_grace_seconds) == (60, 3600)
     assert settings.partitions == 4
     assert settings.producer_max_batch_size is None
+    assert settings.faust_pages is False
 
 
 def test_every_setting_is_read():
@@ -30,6 +31,7 @@ def test_every_setting_is_read():
             "IRIS_WINDOW_GRACE_SECONDS": "0",
             "IRIS_PARTITIONS": "8",
             "IRIS_PRODUCER_MAX_BATCH_SIZE": "1",
+            "IRIS_FAUST_PAGES": "true",
         }
     )
     assert settings == Settings(
@@ -40,6 +42,7 @@ def test_every_setting_is_read():
         window_grace_seconds=0,
         partitions=8,
         producer_max_batch_size=1,
+        faust_pages=True,
     )
 
 
@@ -59,6 +62,7 @@ def test_every_setting_is_read():
         ("IRIS_WINDOW_SECONDS", "1.5", "IRIS_WINDOW_SECONDS='1.5' is not an integer"),
         ("IRIS_PARTITIONS", "four", "IRIS_PARTITIONS='four' is not an integer"),
         ("IRIS_PRODUCER_MAX_BATCH_SIZE", "0", "IRIS_PRODUCER_MAX_BATCH_SIZE='0' must be >= 1"),
+        ("IRIS_FAUST_PAGES", "maybe", "IRIS_FAUST_PAGES='maybe' is not a boolean"),
     ],
 )
 def test_a_bad_value_is_refused_with_its_name(name, value, error):

@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
@@ -30,13 +31,21 @@ QUICK_REBALANCE = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "
 class Worker:
     """A `faust -A iris_app worker` process; its output is kept and watched for a line."""
 
-    def __init__(self, env: dict[str, str], datadir: Path, checkout: Path = REPO) -> None:
+    def __init__(
+        self, env: dict[str, str], datadir: Path, checkout: Path = REPO, advertise: str | None = None
+    ) -> None:
+        """`advertise`: the web address the worker gives the group (Faust's NODE_CANONICAL_URL), for the
+        other workers to reach it by; else its own."""
         self.lines: list[str] = []
         self.datadir = datadir
         self._ready = threading.Event()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = f"{datadir}-{self.port}.log"  # its whole output, kept beside its data directory
+        if advertise is None:
+            web = ["--web-port", str(self.port)]
+        else:  # --web-port would set the advertised address too: the port goes by Faust's variable
+            web, env = [], {**env, "WEB_PORT": str(self.port), "NODE_CANONICAL_URL": advertise}
         self.process = subprocess.Popen(
             [
                 FAUST,
@@ -47,8 +56,7 @@ class Worker:
                 "worker",
                 "-l",
                 "info",
-                "--web-port",
-                str(self.port),
+                *web,
             ],
             cwd=checkout,
             # PYTHONFAULTHANDLER: SIGABRT prints every thread's stack (see dump_stacks).
@@ -75,10 +83,11 @@ class Worker:
         assert self._ready.wait(timeout), "worker not ready in time:\n" + "".join(self.lines[-30:])
         assert self.process.poll() is None, "worker exited:\n" + "".join(self.lines[-30:])
 
-    def get(self, path: str) -> tuple[int, str, bytes]:
-        """(status, content type, body) of an HTTP GET on the worker's web server."""
+    def get(self, path: str, headers: Mapping[str, str] | None = None) -> tuple[int, str, bytes]:
+        """(status, content type, body) of an HTTP GET on the worker's web server, with `headers`."""
+        request = urllib.request.Request(self.url + path, headers=dict(headers or {}))
         try:
-            with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, response.headers.get_content_type(), response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.headers.get_content_type(), error.read()
