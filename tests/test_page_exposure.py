@@ -26,8 +26,8 @@ from iris_app.broker import free_port
 from iris_app.connection import Connection
 from iris_app.health import Watchdog
 from iris_app.kafka_server import KafkaCluster
+from iris_app.model_checks import Check
 from iris_app.models import SPECIES, UNKNOWN_SPECIES
-from iris_app.samples import feature_rows
 from iris_app.serving import ModelServer
 
 FAUST_PAGES = ["/router/", "/table/", "/graph/", "/assignment/", "/performance/"]
@@ -136,7 +136,7 @@ def test_a_card_that_is_no_json_object_shows_as_the_model_id(tmp_path):
     """Its bytes never reach the page: here they would make the page's JSON say something else."""
     mojo = shutil.copytree(REPO / "mojo", tmp_path / "mojo")
     (mojo / "model.json").write_bytes(b'{"modelId": "forged"}, "refused": {"modelId": "forged"}')
-    server = ModelServer(mojo, tmp_path / "models", feature_rows())
+    server = ModelServer(mojo, tmp_path / "models", Check.bundled())
     server.start(registry.Registry())
 
     page = orjson.loads(server.describe())
@@ -150,11 +150,12 @@ def test_a_card_that_is_no_json_object_shows_as_the_model_id(tmp_path):
 
 
 def test_a_refusal_shows_no_directory_of_the_worker(tmp_path):
-    """A package with no MOJO: the loader's reason names the folder it was unpacked into."""
+    """A package whose MOJO is no zip: the loader's reason names the folder it was unpacked into."""
     package = io.BytesIO()
     with zipfile.ZipFile(package, "w") as archive:
         archive.writestr("model.json", b'{"modelId": "hollow"}')
-    server = ModelServer(REPO / "mojo", tmp_path / "models", feature_rows())
+        archive.writestr("hollow.zip", b"not a zip")
+    server = ModelServer(REPO / "mojo", tmp_path / "models", Check.bundled())
     published = registry.Registry(models={"hollow": package.getvalue()})
     server.start(published)
     published.roles = registry.Roles(DEFAULT_ID, "hollow", None)
@@ -163,7 +164,7 @@ def test_a_refusal_shows_no_directory_of_the_worker(tmp_path):
 
     refused = orjson.loads(server.describe())["refused"]
     assert refused["modelId"] == "hollow"
-    assert "expected one MOJO zip in hollow," in refused["reason"], refused
+    assert "cannot load the MOJO hollow.zip" in refused["reason"], refused
     assert str(tmp_path) not in refused["reason"], refused
 
 
