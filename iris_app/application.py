@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -75,12 +77,21 @@ class IrisApp(App):
 
     def preflight(self) -> None:
         """Before the worker prints or starts anything: IRIS_MOJO's model must pass its check (else exit 2),
-        then a broker must answer (else exit 1), each failure one line."""
+        then the web port must be free and a broker answer (else exit 1), each failure one line."""
         check = Check.bundled(self.settings.min_accuracy, self.settings.model_check_seconds)
         try:
             self.fallback = checked_scorer(self.settings.mojo, check)
         except (ModelError, OSError) as e:
             stop(f"cannot start: {e}", code=2)
+        if self.conf.web_enabled and self.conf.web_transport.scheme == "tcp":
+            try:
+                socket.create_server((self.conf.web_bind, self.conf.web_port)).close()
+            except OSError as e:
+                stop(
+                    f"cannot serve the pages on port {self.conf.web_port} ({os.strerror(e.errno or 0)}):"
+                    " choose another with --web-port after `worker`",
+                    code=1,
+                )
         loop = asyncio.new_event_loop()  # its own: the worker's loop is not made yet
         try:
             loop.run_until_complete(check_reachable(self.settings.kafka))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -10,9 +11,9 @@ import pytest
 from support.checkout import FAUST, REPO
 
 
-def start_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+def start_worker(tmp_path: Path, *options: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [FAUST, "-A", "iris_app", "--datadir", str(tmp_path / "data"), "worker", "-l", "info"],
+        [FAUST, "-A", "iris_app", "--datadir", str(tmp_path / "data"), "worker", "-l", "info", *options],
         cwd=REPO,
         # No broker listens on port 1: the worker must stop before it needs one.
         env={**os.environ, "KAFKA_BROKER": "kafka://127.0.0.1:1", **env},
@@ -69,4 +70,15 @@ def test_a_model_below_the_accuracy_floor_stops_the_worker(tmp_path):
     assert run.returncode == 2
     assert "of the bundled data right: at least 90.0% is needed (IRIS_MIN_ACCURACY)" in the_one_error_line(
         run
+    )
+
+
+def test_a_busy_web_port_stops_the_worker_in_one_line(tmp_path):
+    with socket.create_server(("0.0.0.0", 0)) as busy:
+        port = busy.getsockname()[1]
+        run = start_worker(tmp_path, "--web-port", str(port))
+    assert run.returncode == 1
+    assert the_one_error_line(run) == (
+        f"iris_app: cannot serve the pages on port {port} (Address already in use):"
+        " choose another with --web-port after `worker`"
     )
