@@ -180,6 +180,8 @@ def kill_cycles(tmp_path_factory: pytest.TempPathFactory, scorer) -> KillCycles:
             counted = counts_reaching(kafka, truth, timeout=120)
             short = [window for window, n in truth.items() if counted.get(window, 0) < n]
             why = f"{why_short(kafka, short, labelled)}\n{report(workers)}" if short else ""
+            if why:  # kept beside the scenario's data directories: an xfail shows no output
+                (tmp_path / "why-short.txt").write_text(why)
         finally:
             if traffic:
                 traffic.close()
