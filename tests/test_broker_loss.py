@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from support.checkout import FAUST, REPO
+from support.cluster_ops import GROUP, bring_back, coordinator_of, leader_of, node_by_id
 from support.counts import Window, counts_reaching, differences, truth_of
 from support.kafka import Kafka
 from support.traffic import Traffic
@@ -28,41 +28,15 @@ from iris_app.kafka_server import KafkaCluster, Node
 from iris_app.samples import read_samples
 
 DISRUPTIONS = ("partition leader killed", "group coordinator killed", "broker stopped for 30 s")
-GROUP = "iris_app"
-
-
-async def ask(cluster: KafkaCluster, question):
-    admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
-    await admin.start()
-    try:
-        return await question(admin)
-    finally:
-        await admin.close()
 
 
 def victim(cluster: KafkaCluster, disruption: str) -> Node:
     """The broker a disruption takes away: the leader of iris[0], the group's coordinator, or the third."""
     if disruption == DISRUPTIONS[0]:
-        [topic] = asyncio.run(ask(cluster, lambda admin: admin.describe_topics(["iris"])))
-        node_id = next(p["leader"] for p in topic["partitions"] if p["partition"] == 0)
-    elif disruption == DISRUPTIONS[1]:
-        node_id = asyncio.run(ask(cluster, lambda admin: admin.find_coordinator(GROUP)))
-    else:
-        node_id = 3
-    return next(node for node in cluster.nodes if node.id == node_id)
-
-
-def fully_replicated(cluster: KafkaCluster, timeout: float = 90) -> None:
-    """Wait until every partition has all its replicas in sync (a broker back has caught up)."""
-
-    async def whole(admin: AIOKafkaAdminClient) -> bool:
-        topics = await admin.describe_topics(await admin.list_topics())
-        return all(len(p["isr"]) == len(p["replicas"]) for t in topics for p in t["partitions"])
-
-    deadline = time.monotonic() + timeout
-    while not asyncio.run(ask(cluster, whole)):
-        assert time.monotonic() < deadline, f"partitions still under-replicated after {timeout} s"
-        time.sleep(1)  # replication has no event a client can await
+        return leader_of(cluster, "iris", 0)
+    if disruption == DISRUPTIONS[1]:
+        return coordinator_of(cluster)
+    return node_by_id(cluster, 3)
 
 
 def health_noting_the_cluster(worker: Worker, timeout: float = 30) -> tuple[int, dict]:
@@ -150,9 +124,7 @@ def broker_loss(tmp_path_factory: pytest.TempPathFactory, scorer) -> BrokerLoss:
                     )
                     time.sleep(max(0.0, gone + 30 - time.monotonic()))  # the outage lasts 30 s
                 missing_after[disruption] = traffic.wait_classified(timeout=60)
-                cluster.start(node)
-                cluster.wait_until_started(node)
-                fully_replicated(cluster)
+                bring_back(cluster, node)
             traffic.stop_producing()
             missing = traffic.wait_classified(timeout=120)
             health = [w.get("/health")[0] for w in workers]

@@ -7,6 +7,7 @@
 - record_batches: Kafka record batches from any bytes, as a hostile or buggy producer writes them
 - worker: a `faust -A iris_app worker` process, and what it says of itself
 - proxy: a TCP proxy that cuts the workers off from the broker
+- cluster_ops: a Kafka cluster's partition leaders and group coordinator, hand-overs, a broker brought back
 - tap: an HTTP proxy that notes the headers one worker's request brings another, or falls silent
 - traffic: records flowing at a steady rate, and which of them came out classified
 - counts: window counts read until they reach the truth, and why one falls short

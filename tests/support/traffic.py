@@ -25,6 +25,7 @@ class Traffic:
         self.samples = samples
         self.sent: list[bytes] = []  # keys whose record the broker acknowledged, in order
         self.produced = 0  # records handed to the producer so far: t0 … t<produced - 1>
+        self.failed: set[bytes] = set()  # keys whose send failed (never acknowledged)
         self.classified: Counter[bytes] = Counter()  # key -> times seen on iris-classified
         self._positions: dict[TopicPartition, int] = {}
         self._seen = threading.Condition()
@@ -72,6 +73,8 @@ class Traffic:
                 left.append((key, future))
             elif future.exception() is None:
                 self.sent.append(key)
+            else:
+                self.failed.add(key)
         return left
 
     async def _read(self) -> None:
@@ -126,6 +129,31 @@ class Traffic:
         with self._seen:
             self._seen.wait_for(lambda: not self.missing(upto), timeout)
         return self.missing(upto)
+
+    def wait_produced(self, number: int, timeout: float) -> list[bytes]:
+        """Wait until every record numbered below `number` is classified or its send failed, those sent to a
+        partition without a leader too (acknowledged once it has one); the keys still missing at the
+        timeout."""
+        through = 0  # the records numbered below it are classified or failed
+
+        def settled() -> bool:
+            nonlocal through
+            while through < number and ((key := b"t%d" % through) in self.classified or key in self.failed):
+                through += 1
+            return through == number
+
+        with self._seen:
+            self._seen.wait_for(settled, timeout)
+            return [
+                key
+                for key in (b"t%d" % i for i in range(through, number))
+                if key not in self.classified and key not in self.failed
+            ]
+
+    def duplicated(self) -> int:
+        """Classifications so far that repeat a record already classified."""
+        with self._seen:
+            return sum(self.classified.values()) - len(self.classified)
 
     def stop_producing(self) -> None:
         self._producing.clear()
