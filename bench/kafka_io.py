@@ -67,6 +67,8 @@ class Reader:
         self.topic = topic
         self.messages: list = []
         self.arrivals: list[float] = []
+        self.keys: set[bytes] = set()  # distinct keys read: a record classified twice counts once
+        self.firsts: list[float] = []  # when each distinct key was first read
 
     async def __aenter__(self) -> Reader:
         await self.consumer.start()
@@ -88,6 +90,10 @@ class Reader:
             for batch in batches.values():
                 self.messages += batch
                 self.arrivals += [now] * len(batch)
+                for message in batch:
+                    if message.key not in self.keys:
+                        self.keys.add(message.key)
+                        self.firsts.append(now)
         return True
 
 
