@@ -3,14 +3,12 @@ and rollback, in a topic that is not compacted (every record is kept); `deploy -
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import re
 import socket
 import time
 
 import orjson
-from aiokafka import TopicPartition
 
 from . import registry
 from .connection import Connection
@@ -51,28 +49,14 @@ async def record(settings: Settings, action: str, model_id: str | None, roles: R
     await registry.publish(settings, [(action.encode(), entry(action, model_id, roles))], topic=TOPIC)
 
 
-async def history(kafka: Connection, timeout: float = 30.0) -> list[tuple[int, bytes | None]]:
-    """Every entry of the audit topic, oldest first, as (offset, value)."""
-    consumer = registry.registry_consumer(kafka)
-    entries: list[tuple[int, bytes | None]] = []
-    try:
-        await consumer.start()
-        async with asyncio.timeout(timeout):
-            if TOPIC not in await consumer.topics():
-                return entries
-            tp = TopicPartition(TOPIC, 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            while await consumer.position(tp) < end:
-                for message in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
-                    entries.append((message.offset, message.value))
-    finally:
-        await consumer.stop()
+async def history(kafka: Connection, timeout: float = 30.0) -> list[bytes | None]:
+    """Every entry of the audit topic, oldest first."""
+    entries: list[bytes | None] = []
+    await registry.read_topic(kafka, TOPIC, lambda key, value: entries.append(value), timeout)
     return entries
 
 
-def line(offset: int, value: bytes | None) -> str:
+def line(number: int, value: bytes | None) -> str:
     """One entry as a line: `2026-12-01T22:50:00Z  alice@build-1  deploy  GBM_1 (sha256 1f0c2a9b7d3e):
     serving GBM_1; no shadow`; an entry that does not parse says so."""
     try:
@@ -82,4 +66,4 @@ def line(offset: int, value: bytes | None) -> str:
         what = Roles(e.get("serving"), e.get("shadow")).in_words()
         return CONTROL.sub("?", f"{e['at']}  {who}  {e['action']}  {e.get('model') or '-'}{pin}: {what}")
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-        return f"(entry at offset {offset} is not an audit record)"
+        return f"(entry {number} is not an audit record)"

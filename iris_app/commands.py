@@ -119,7 +119,7 @@ async def deploy(
     await check_reachable(settings.kafka)
     if history:
         entries = await audit.history(settings.kafka)
-        self.say("\n".join(audit.line(offset, value) for offset, value in entries) or "nothing deployed yet")
+        self.say("\n".join(audit.line(n, value) for n, value in enumerate(entries)) or "nothing deployed yet")
     elif list_models:
         self.say(listing(await registry.read(settings.kafka)))
     else:

@@ -93,21 +93,39 @@ def registry_consumer(kafka: Connection) -> AIOKafkaConsumer:
 async def read(kafka: Connection, timeout: float = 30.0, *, bounded: bool = False) -> Registry:
     """Everything `iris-models` holds now (an empty registry if the topic does not exist); `bounded`:
     only the packages a worker may need (Registry)."""
-    consumer = registry_consumer(kafka)
     registry = Registry(bounded=bounded)
+
+    async def refill(consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+        await _read_missing(consumer, tp, registry)
+
+    await read_topic(kafka, TOPIC, registry.apply, timeout, then=refill)
+    return registry
+
+
+async def read_topic(
+    kafka: Connection,
+    topic: str,
+    apply: Callable[[bytes | None, bytes | None], None],
+    timeout: float = 30.0,
+    then: Callable[[AIOKafkaConsumer, TopicPartition], Awaitable[None]] | None = None,
+) -> None:
+    """`apply(key, value)` to each record of the one-partition `topic` from its start to its end now, in
+    order (none if it does not exist); then `then(consumer, partition)`, before the consumer stops."""
+    consumer = registry_consumer(kafka)
     try:  # stopped even when it fails to start: no "Unclosed AIOKafkaConsumer" at exit
         await consumer.start()
         async with asyncio.timeout(timeout):
-            if TOPIC not in await consumer.topics():
-                return registry
-            tp = TopicPartition(TOPIC, 0)
+            if topic not in await consumer.topics():
+                return
+            tp = TopicPartition(topic, 0)
             consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
             end = (await consumer.end_offsets([tp]))[tp]
-            await _read_to(consumer, tp, end, registry.apply)
-            await _read_missing(consumer, tp, registry)
+            await _read_to(consumer, tp, end, apply)
+            if then is not None:
+                await then(consumer, tp)
     finally:
         await consumer.stop()
-    return registry
 
 
 async def _read_to(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int, apply: Callable) -> None:
