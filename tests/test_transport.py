@@ -92,6 +92,34 @@ def test_a_jump_is_read_again_from_its_first_record():
     assert seeks == [12]
 
 
+def never_committed(c: Consumer) -> Consumer:
+    """`c`, its partition iris 0 holding records from offset 0 and no committed offset."""
+
+    async def no_seek(*partitions) -> None:
+        return None
+
+    async def earliest(*partitions) -> dict:
+        return {IRIS_0: 0}
+
+    c._thread = type("Thread", (), {"seek_to_beginning": staticmethod(no_seek)})()
+    c.earliest_offsets = earliest
+    return c
+
+
+def test_a_partition_never_committed_is_read_from_its_first_record():
+    """No committed offset: records 0-7 were fetched before the seek and dropped, and the next fetch
+    begins at 8; they are read again from 0, not skipped (they held a window's first counts)."""
+    c = never_committed(consumer())
+    assert drain(c, [seek_to_committed(None), [8, 9], list(range(10))]) == list(range(10))
+
+
+def test_no_commit_passes_the_first_record_of_a_partition_never_committed():
+    c = never_committed(consumer())
+    drain(c, [seek_to_committed(None)])
+    c._acked[IRIS_0] += [8, 9]
+    assert c._new_offset(IRIS_0) is None
+
+
 def test_a_commit_never_passes_an_unacked_record():
     """A commit never passes a record still unacknowledged at the committed offset. Faust commits a run
     of acknowledged offsets that starts one past the committed offset (faust-streaming #606): the record

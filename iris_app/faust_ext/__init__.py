@@ -31,7 +31,10 @@ The consumer (consumer.py)
   the last offset delivered. After a seek Faust records the next offset to read, so a
   fetch that begins one record late looks like no jump, and that record is lost. A
   partition with no committed offset starts at its first record (with "earliest"),
-  not where its fetch had got to before a rebalance dropped what it fetched. Partitions
+  as if committed there (Faust leaves its read offset unset, and a fetch that begins
+  past records dropped before the seek looked like no jump: they were never counted,
+  and the next commit passed them), not where its fetch had got to before a rebalance
+  dropped what it fetched. Partitions
   revoked while it seeks are left to the next assignment's seek (seeking them would crash
   the fetcher, and the worker would read nothing more).
 - `Consumer._new_offset`: a commit never passes the committed offset's own record while

@@ -38,10 +38,10 @@ class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
 
 
 def read_before(offset: int | None) -> int | None:
-    """The last offset read before reading from `offset` (None: nothing yet, or no offset).
+    """The last offset read before reading from `offset` (None: no offset, anything may come).
 
-    Seeked to 42: 41 counts as read. Seeked to 0, or to no offset: nothing has been read."""
-    return offset - 1 if offset is not None and offset > 0 else None
+    Seeked to 42: 41 counts as read. Seeked to 0: -1, and a fetch beginning past 0 has jumped."""
+    return None if offset is None else offset - 1
 
 
 def already_delivered(offset: int, last: int | None) -> bool:
@@ -202,7 +202,8 @@ class Consumer(aiokafka.Consumer):
         """Seek every partition to its committed offset, the one before it counting as read.
 
         Committed 42: the fetch starts at 42 and the read offset is 41. Nothing committed and
-        `consumer_auto_offset_reset` "earliest": the partition starts at its first record."""
+        `consumer_auto_offset_reset` "earliest": the partition starts at its first record, 0 say,
+        as if committed there (read offset -1)."""
         committed = await self.seek_to_committed()
         # A rebalance may have revoked partitions meanwhile (Apache Kafka's are quick): the next
         # assignment seeks them again, and seeking them now would fail the fetcher.
@@ -213,8 +214,12 @@ class Consumer(aiokafka.Consumer):
         if fresh and self.app.conf.consumer_auto_offset_reset == "earliest":
             try:
                 await self._thread.seek_to_beginning(*fresh)
+                earliest = await self.earliest_offsets(*fresh)
             except IllegalStateError:  # revoked while seeking: as above
                 return
+            # Reading starts at the first record, as if committed there: a fetch that begins later (its
+            # first records fetched before this seek and dropped) has jumped them, and no commit passes them.
+            committed.update({tp: earliest[tp] for tp in fresh if tp in earliest})
         self._read_offset.update({tp: read_before(offset) for tp, offset in committed.items()})
         self._positioned.update(committed)
         self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset is not None})
