@@ -77,9 +77,8 @@ def test_records_fetched_before_the_seek_are_dropped():
     assert drain(c, [[11, 12], seek_to_committed(10), [10, 11, 12]]) == [10, 11, 12]
 
 
-def test_a_jump_is_read_again_from_its_first_record():
-    """A fetch that jumps past unread records (12-39) is read again from the first of them."""
-    c = consumer()
+def seeks_of(c: Consumer, earliest: int = 0) -> list[int]:
+    """The offsets `c` seeks iris 0 to, its first record at `earliest`."""
     seeks = []
     c_seek = c.seek
 
@@ -87,9 +86,28 @@ def test_a_jump_is_read_again_from_its_first_record():
         seeks.append(offset)
         await c_seek(partition, offset)
 
-    c.seek = seek
+    async def earliest_offsets(*partitions) -> dict:
+        return {IRIS_0: earliest}
+
+    c.seek, c.earliest_offsets = seek, earliest_offsets
+    return seeks
+
+
+def test_a_jump_is_read_again_from_its_first_record():
+    """A fetch that jumps past unread records (12-39) is read again from the first of them."""
+    c = consumer()
+    seeks = seeks_of(c)
     assert drain(c, [seek_to_committed(10), [10, 11], [40, 41], [12, 13]]) == [10, 11, 12, 13]
     assert seeks == [12]
+
+
+def test_a_jump_past_records_deleted_by_retention_reads_on_from_the_first_record_left():
+    """Committed 10, records up to 39 deleted: the fetch starts at 40, and reading goes on from 40 (seeking
+    back to 10, the fetch would start at 40 again, and the partition would loop)."""
+    c = consumer()
+    seeks = seeks_of(c, earliest=40)
+    assert drain(c, [seek_to_committed(10), [40, 41], [40, 41, 42]]) == [40, 41, 42]
+    assert seeks == [40]
 
 
 def never_committed(c: Consumer) -> Consumer:

@@ -24,9 +24,9 @@ The consumer (consumer.py)
   records fetched meanwhile (buffered from before the rebalance) go through unchecked,
   out of order: a window's count skips the records they jump.
 - `jumped`, `Consumer._read_again_from`: a jump in offsets is read again from its first
-  missing record. Faust takes it for a gap (compaction, transaction markers) and counts
-  the missing records as handled; the app's inputs have neither, so a jump means a
-  fetch raced the seek of a rebalance.
+  missing record (or the first record left, when retention deleted it). Faust takes it
+  for a gap (compaction, transaction markers) and counts the missing records as handled;
+  the app's inputs have neither, so a jump means a fetch raced the seek of a rebalance.
 - `Consumer.perform_seek`, `Consumer.seek`, `read_before`: the read offset always means
   the last offset delivered. After a seek Faust records the next offset to read, so a
   fetch that begins one record late looks like no jump, and that record is lost. A

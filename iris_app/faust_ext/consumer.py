@@ -172,11 +172,14 @@ class Consumer(aiokafka.Consumer):
         return self._commit_every is not None and self._n_acked >= self._commit_every
 
     async def _read_again_from(self, tp: TP, offset: int, fetched: int) -> None:
-        """Seek `tp` back to `offset`, the first record a fetch starting at `fetched` has jumped."""
-        self.log.warning(
-            "%s: fetched offset %d after %d: reading on from %d", tp, fetched, offset - 1, offset
-        )
-        await self.seek(tp, offset)
+        """Seek `tp` back to `offset`, the first record a fetch starting at `fetched` has jumped, or to the
+        first record left if retention deleted it (else every fetch would jump again: a loop)."""
+        earliest = (await self.earliest_offsets(tp)).get(tp, 0)
+        if earliest > offset:
+            self.log.error("%s: records %d to %d were deleted unread (retention)", tp, offset, earliest - 1)
+        start = max(offset, earliest)
+        self.log.warning("%s: fetched offset %d after %d: reading on from %d", tp, fetched, offset - 1, start)
+        await self.seek(tp, start)
 
     def _raw_queue_of(self, tp: TP) -> RawQueue | None:
         """The stream queue a fetch of `tp` may go into straight, record by record; None: it may not.
