@@ -143,11 +143,12 @@ async def _read_missing(consumer: AIOKafkaConsumer, tp: TopicPartition, registry
     end = await consumer.position(tp)
 
     def refill(key: bytes | None, value: bytes | None) -> None:
-        if key is not None and key != SERVING_KEY and key.decode(errors="replace") in wanted:
+        model_id = None if key is None or key == SERVING_KEY else key.decode(errors="replace")
+        if model_id in wanted:
             if value is None:
-                registry.models.pop(key.decode(errors="replace"), None)
+                registry.models.pop(model_id, None)
             else:
-                registry.models[key.decode(errors="replace")] = value
+                registry.models[model_id] = value
 
     await consumer.seek_to_beginning(tp)
     await _read_to(consumer, tp, end, refill)

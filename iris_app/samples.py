@@ -22,11 +22,6 @@ def read_samples(path: Path = IRIS_DATA) -> list[dict[str, float | str]]:
     ]
 
 
-def feature_rows(path: Path = IRIS_DATA) -> list[list[float]]:
-    """The data set's measurements as model rows: what every model must score before it serves."""
-    return [[record[name] for name in FEATURES] for record in read_samples(path)]
-
-
 class Samples:
     """The encoded records the generator picks from, read once at start."""
 
