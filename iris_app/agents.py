@@ -39,6 +39,7 @@ from .application import (
 )
 from .dead_letters import dead_letter
 from .faust_ext.batches import batches
+from .faust_ext.fetches import Fetch
 from .models import AccuracyDelta, WindowDelta
 from .pipeline import Delivery, ahead
 from .samples import Samples
@@ -71,23 +72,23 @@ async def follow_models() -> None:
 
 
 class Scored(NamedTuple):
-    events: list[faust.EventT]
+    fetches: list[Fetch]
     checked: classifying.Checked
     predictions: list[Prediction | Failure]
     model_id: str
     shadow: classifying.Shadow | None  # the shadow model's predictions, while one is set
 
 
-async def check_and_score(events: list[faust.EventT]) -> Scored:
+async def check_and_score(fetches: list[Fetch]) -> Scored:
     """Check a batch of input records (SPEC) and score the valid ones on the scorer's thread, with the
     serving model and, while one is set, the shadow model."""
-    checked = classifying.check(event.message for event in events)
+    checked = classifying.check(record for fetch in fetches for record in fetch.records)
     serving, shadow = app.models.scorers()  # one pair for the whole batch: a switch happens between batches
     rows = classifying.feature_rows(checked.valid)
     with metrics.scoring_seconds.time():
         predictions = await serving.predict_aside(rows)
         shadowed = classifying.Shadow(shadow.model_id, await shadow.predict_aside(rows)) if shadow else None
-    return Scored(events, checked, predictions, serving.model_id, shadowed)
+    return Scored(fetches, checked, predictions, serving.model_id, shadowed)
 
 
 clocks = EventClocks(WINDOW_MS, settings.window_grace_seconds * 1000, settings.max_clock_skew_seconds * 1000)
@@ -97,10 +98,11 @@ clocks = EventClocks(WINDOW_MS, settings.window_grace_seconds * 1000, settings.m
 async def classify(stream: faust.StreamT) -> None:
     """Score each batch of input records in-process and forward them; bad ones go to the DLQ.
 
-    The next batch is checked and scored (on the scorer's thread) while this one is forwarded.
+    A batch is one or more fetches, a partition's records each (faust_ext.fetches). The next
+    batch is checked and scored (on the scorer's thread) while this one is forwarded.
     """
     scored: AsyncIterator[Scored] = ahead(batches(stream, BATCH_SIZE, within=BATCH_WITHIN), check_and_score)
-    async for events, checked, predictions, model_id, shadow in scored:
+    async for fetches, checked, predictions, model_id, shadow in scored:
         classified = classifying.label(checked.valid, predictions, model_id, shadow)
         counted = classifying.tally(
             classified.labelled,
@@ -112,7 +114,7 @@ async def classify(stream: faust.StreamT) -> None:
         rejected = [*checked.invalid, *classified.failed]
         letters = [dead_letter(source, error) for source, error in rejected]
 
-        delivery = Delivery(events)
+        delivery = Delivery(fetches)
         delivery.add(*await app.producer.send_batches(dlq_topic.get_topic_name(), letters))
         delivery.add(*await app.producer.send_batches(classified_topic.get_topic_name(), classified.outputs))
         for delta in classifying.window_deltas(counted):

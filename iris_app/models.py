@@ -81,20 +81,20 @@ class Output(NamedTuple):
 
 
 class Source(Protocol):
-    """An input message as Faust's consumer hands it over (timestamp in seconds)."""
+    """An input record as aiokafka fetches it (timestamp in milliseconds)."""
 
     key: bytes | None
     value: bytes | None
     topic: str
     partition: int
     offset: int
-    timestamp: float
+    timestamp: int
     headers: Any
 
 
 def event_time_ms(source: Source) -> int:
-    """An input message's timestamp in milliseconds: its event time, and the time of what it causes."""
-    return round(source.timestamp * 1000)
+    """An input record's timestamp in milliseconds: its event time, and the time of what it causes."""
+    return source.timestamp
 
 
 # Input offsets by source partition of `iris` (as text: JSON object keys are strings). A delta

@@ -9,6 +9,7 @@ from typing import TypeVar
 import faust
 
 from .faust_ext.batches import acknowledge
+from .faust_ext.fetches import Fetch
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -45,23 +46,23 @@ async def ahead(items: AsyncIterator[T], start: Callable[[T], Awaitable[R]]) -> 
 
 
 class Delivery:
-    """Outputs sent and not yet known delivered, and the input events to acknowledge once they are.
+    """Outputs sent and not yet known delivered, and the inputs (events, Fetches) to acknowledge then.
 
     Faust commits an input offset once its event is acknowledged: acknowledging
     only after every output (changelog writes included) is delivered means a
     record is never committed and lost. A failed send raises here, in the agent.
-    Events read before a rebalance are not acknowledged (faust_ext.batches.acknowledge).
+    Inputs read before a rebalance are not acknowledged (faust_ext.batches.acknowledge).
     """
 
-    def __init__(self, events: Iterable[faust.EventT] = ()) -> None:
-        self.events: list[faust.EventT] = list(events)
+    def __init__(self, inputs: Iterable[faust.EventT | Fetch] = ()) -> None:
+        self.events: list[faust.EventT | Fetch] = list(inputs)
         self.sent: list[Awaitable] = []
 
     def add(self, *sent: Awaitable) -> None:
         self.sent += sent
 
     async def settle(self) -> None:
-        """Wait until everything sent is delivered, then acknowledge the events."""
+        """Wait until everything sent is delivered, then acknowledge the inputs."""
         await asyncio.gather(*self.sent)
         acknowledge(self.events)
         self.events, self.sent = [], []

@@ -21,9 +21,7 @@ POISON = {
 
 def sources(records: list[dict], start_ms: int = NOW_MS, partition: int = 0) -> list[Source]:
     return [
-        Source(
-            orjson.dumps(r), key=b"k%d" % i, offset=i, partition=partition, timestamp=(start_ms + i) / 1000
-        )
+        Source(orjson.dumps(r), key=b"k%d" % i, offset=i, partition=partition, timestamp=start_ms + i)
         for i, r in enumerate(records)
     ]
 
@@ -88,7 +86,7 @@ def labelled(
     offset: int = 0,
     shadow: str | None = None,
 ) -> classifying.Labelled:
-    source = Source(b"", partition=partition, offset=offset, timestamp=timestamp_ms / 1000)
+    source = Source(b"", partition=partition, offset=offset, timestamp=timestamp_ms)
     return classifying.Labelled(source, species, predicted, shadow)
 
 

@@ -25,7 +25,6 @@ from support.record_batches import (
     CODECS,
     HEADER_SIZE,
     Record,
-    as_message,
     batch_bytes,
     encode_batch,
     read,
@@ -75,7 +74,7 @@ def classified_or_letters(
     fetched: list[ConsumerRecord], max_bytes: int
 ) -> tuple[list[bytes | None], list[dict]]:
     """The keys of the records classified and the letters of the others, each letter fitting `max_bytes`."""
-    checked = check(as_message(r) for r in fetched)
+    checked = check(fetched)
     scored = label(checked.valid, [Prediction("setosa", [1.0, 0, 0])] * len(checked.valid), "fuzz")
     assert not scored.failed
     batch_bytes(*scored.outputs)

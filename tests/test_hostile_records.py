@@ -15,7 +15,6 @@ from aiokafka.errors import CorruptRecordException
 from aiokafka.record import default_records, memory_records
 from support.record_batches import (
     Record,
-    as_message,
     batch_of,
     encode_batch,
     encode_record,
@@ -56,7 +55,7 @@ def test_a_header_name_not_utf8_is_dead_lettered_and_reading_goes_on(reader):
     records = read(data)
 
     assert [r.offset for r in records] == [0, 1, 2, 3]
-    checked = check(as_message(r) for r in records)
+    checked = check(records)
     assert [source.key for source, _ in checked.valid] == [b"a", b"b", b"c"]
     ((source, error),) = checked.invalid
     assert (source.offset, error.reason, str(error)) == (
@@ -117,7 +116,7 @@ def test_a_batch_that_cannot_be_read_gives_a_letter_per_offset(reader, case):
     records = read(data)
 
     assert [r.offset for r in records] == [0, 1, 2, 3]
-    checked = check(as_message(r) for r in records)
+    checked = check(records)
     assert [source.key for source, _ in checked.valid] == ([b"a", b"x", b"c"] if readable else [b"a", b"c"])
     unread = [1, 2][readable:]
     assert [(s.offset, e.reason) for s, e in checked.invalid] == [(o, "corrupt_batch") for o in unread]

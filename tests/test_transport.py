@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
@@ -13,6 +14,7 @@ from support.records import keyed, now_ms
 
 from iris_app.faust_ext.app import App
 from iris_app.faust_ext.consumer import Consumer
+from iris_app.faust_ext.fetches import Fetch
 from iris_app.faust_ext.producer import TopicTrackingProducer
 from iris_app.models import Output
 
@@ -24,9 +26,20 @@ def consumer() -> Consumer:
     return App("consumer-test", broker="kafka://localhost:9").consumer
 
 
-def drain(consumer: Consumer, steps: list) -> list[int]:
+class Collected:
+    """In place of a partition's FetchQueue: the offsets of the Fetches put in it."""
+
+    def __init__(self, delivered: list[int]) -> None:
+        self.delivered = delivered
+
+    def put(self, fetch: Fetch) -> None:
+        self.delivered += [record.offset for record in fetch.records]
+
+
+def drain(consumer: Consumer, steps: list, bulk: bool = False) -> list[int]:
     """The offsets the drain loop delivers, given what each fetch returns (offsets of `iris` partition 0) or
-    what happens between fetches (a coroutine function run with the consumer)."""
+    what happens between fetches (a coroutine function run with the consumer); `bulk`: a fetch at a time
+    (the classify agent's path), else record by record."""
     delivered: list[int] = []
     fetcher = App("fetcher", broker="kafka://localhost:9").consumer  # a service: its `_stopped` ends the loop
 
@@ -47,7 +60,9 @@ def drain(consumer: Consumer, steps: list) -> list[int]:
         return None
 
     consumer._next_records, consumer.callback, consumer._seek = next_records, deliver, nowhere
-    consumer._raw_queue_of, consumer.highwater = lambda tp: None, lambda tp: 0
+    queue = Collected(delivered) if bulk else None
+    consumer._fetch_queue_of, consumer.highwater = lambda tp: queue, lambda tp: 0
+    consumer._wait_as_the_conductor = nowhere
     consumer.app.topics.acks_enabled_for = lambda topic: True
     consumer.flow_active = True
     asyncio.run(consumer._drain_messages(fetcher))
@@ -68,13 +83,14 @@ def seek_to_committed(offset: int):
     return seek
 
 
-def test_records_fetched_before_the_seek_are_dropped():
+@pytest.mark.parametrize("bulk", [False, True], ids=["record by record", "a fetch at a time"])
+def test_records_fetched_before_the_seek_are_dropped(bulk):
     """Records fetched before the seek to the committed offset are not delivered. Faust resumes the flow
     for table recovery before it seeks a new assignment's partitions; a fetch begun before the rebalance,
     after the last record read (10, not yet acknowledged, so committed there), would go through first:
     out of order, and taken by Faust's commit rule for the run to commit."""
     c = consumer()
-    assert drain(c, [[11, 12], seek_to_committed(10), [10, 11, 12]]) == [10, 11, 12]
+    assert drain(c, [[11, 12], seek_to_committed(10), [10, 11, 12]], bulk=bulk) == [10, 11, 12]
 
 
 def seeks_of(c: Consumer, earliest: int = 0) -> list[int]:
@@ -93,20 +109,22 @@ def seeks_of(c: Consumer, earliest: int = 0) -> list[int]:
     return seeks
 
 
-def test_a_jump_is_read_again_from_its_first_record():
+@pytest.mark.parametrize("bulk", [False, True], ids=["record by record", "a fetch at a time"])
+def test_a_jump_is_read_again_from_its_first_record(bulk):
     """A fetch that jumps past unread records (12-39) is read again from the first of them."""
     c = consumer()
     seeks = seeks_of(c)
-    assert drain(c, [seek_to_committed(10), [10, 11], [40, 41], [12, 13]]) == [10, 11, 12, 13]
+    assert drain(c, [seek_to_committed(10), [10, 11], [40, 41], [12, 13]], bulk=bulk) == [10, 11, 12, 13]
     assert seeks == [12]
 
 
-def test_a_jump_past_records_deleted_by_retention_reads_on_from_the_first_record_left():
+@pytest.mark.parametrize("bulk", [False, True], ids=["record by record", "a fetch at a time"])
+def test_a_jump_past_records_deleted_by_retention_reads_on_from_the_first_record_left(bulk):
     """Committed 10, records up to 39 deleted: the fetch starts at 40, and reading goes on from 40 (seeking
     back to 10, the fetch would start at 40 again, and the partition would loop)."""
     c = consumer()
     seeks = seeks_of(c, earliest=40)
-    assert drain(c, [seek_to_committed(10), [40, 41], [40, 41, 42]]) == [40, 41, 42]
+    assert drain(c, [seek_to_committed(10), [40, 41], [40, 41, 42]], bulk=bulk) == [40, 41, 42]
     assert seeks == [40]
 
 
@@ -124,11 +142,12 @@ def never_committed(c: Consumer) -> Consumer:
     return c
 
 
-def test_a_partition_never_committed_is_read_from_its_first_record():
+@pytest.mark.parametrize("bulk", [False, True], ids=["record by record", "a fetch at a time"])
+def test_a_partition_never_committed_is_read_from_its_first_record(bulk):
     """No committed offset: records 0-7 were fetched before the seek and dropped, and the next fetch
     begins at 8; they are read again from 0, not skipped (they held a window's first counts)."""
     c = never_committed(consumer())
-    assert drain(c, [seek_to_committed(None), [8, 9], list(range(10))]) == list(range(10))
+    assert drain(c, [seek_to_committed(None), [8, 9], list(range(10))], bulk=bulk) == list(range(10))
 
 
 def test_no_commit_passes_the_first_record_of_a_partition_never_committed():
@@ -148,6 +167,47 @@ def test_a_commit_never_passes_an_unacked_record():
     assert c._new_offset(IRIS_0) is None
     c._acked[IRIS_0].append(100)
     assert c._new_offset(IRIS_0) == 104
+
+
+def test_a_fetch_is_delivered_up_to_a_gap_and_read_again_from_it():
+    c = consumer()
+    seeks = seeks_of(c)
+    steps = [seek_to_committed(10), [10, 11, 14, 15], [12, 13, 14, 15]]
+    assert drain(c, steps, bulk=True) == list(range(10, 16))
+    assert seeks == [12]
+
+
+def fetch(c: Consumer, first: int, last: int) -> Fetch:
+    """A Fetch of iris 0's records `first` to `last`, read in `c`'s current assignment."""
+    offsets = range(first, last + 1)
+    records = [ConsumerRecord("iris", 0, o, 0, 0, None, b"{}", None, 0, 2, ()) for o in offsets]
+    return Fetch(IRIS_0, records, c.app.consumer_generation_id, c.ack_fetch)
+
+
+def test_a_commit_reaches_the_end_of_the_fetches_acknowledged_from_the_committed_offset():
+    c = consumer()
+    c._committed_offset[IRIS_0] = 100
+    for first, last in [(100, 149), (150, 199), (300, 349)]:
+        fetch(c, first, last).ack()
+    assert c._new_offset(IRIS_0) == 200
+
+
+def test_a_commit_never_passes_a_fetch_unacknowledged():
+    c = consumer()
+    c._committed_offset[IRIS_0] = 100
+    fetch(c, 150, 199).ack()
+    assert c._new_offset(IRIS_0) is None
+    fetch(c, 100, 149).ack()
+    assert c._new_offset(IRIS_0) == 200
+
+
+def test_a_fetch_read_before_a_rebalance_is_not_acknowledged():
+    c = consumer()
+    c._committed_offset[IRIS_0] = 100
+    old = fetch(c, 100, 149)
+    c.app.consumer_generation_id += 1
+    old.ack()
+    assert c._new_offset(IRIS_0) is None
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:

@@ -1,4 +1,4 @@
-"""An agent's events a batch at a time, taken straight from its channel buffer, and their acknowledgement."""
+"""An agent's input a batch at a time, taken straight from its channel buffer, and its acknowledgement."""
 
 from __future__ import annotations
 
@@ -7,22 +7,23 @@ from collections.abc import AsyncIterator, Iterable
 
 import faust
 
+from .fetches import Fetch
 
-async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncIterator[list[faust.EventT]]:
-    """The stream's events, up to `size` at a time, waiting at most `within` seconds to fill a batch.
 
-    Each event is tracked as unacknowledged, as Faust's stream tracks it: the caller
-    acknowledges it (`acknowledge`) once handled, and only then is its offset committed.
+async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncIterator[list[Fetch]]:
+    """The stream's Fetches (consumer.py delivers a partition of raw bytes a fetch at a time), as many as
+    hold up to `size` records, waiting at most `within` seconds for more once one has come.
+
+    The caller acknowledges each Fetch (`acknowledge`) once handled; only then is its offset committed.
     """
     app = stream.app
     queue = stream.channel.queue
-    unacked = app.consumer._unacked_messages
     loop = asyncio.get_running_loop()
     while True:
         try:
             batch = [await queue.get()]
-            deadline = loop.time() + within
-            while len(batch) < size:
+            records, deadline = len(batch[0].records), loop.time() + within
+            while records < size:
                 if queue.empty():
                     try:
                         async with asyncio.timeout_at(deadline):
@@ -31,33 +32,29 @@ async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncItera
                         break
                 else:
                     batch.append(queue.get_nowait())
+                records += len(batch[-1].records)
         except StopAsyncIteration:  # Faust throws it into the queue when the agent stops: the stream ends
             return
-        # Events fetched before a rebalance are dropped, as Faust's stream drops them:
+        # Fetches read before a rebalance are dropped, as Faust's stream drops their events:
         # the new assignment reads them again from the committed offsets.
         if not app.flow_control.is_active():
             continue
         generation = app.consumer_generation_id
-        events = [event for event in batch if event.message.generation_id == generation]
-        for event in events:
-            message = event.message
-            if not message.tracked:
-                message.tracked = True
-                unacked.add(message)
-        if events:
-            yield events
+        fetches = [fetch for fetch in batch if fetch.generation == generation]
+        if fetches:
+            yield fetches
 
 
-def acknowledge(events: Iterable[faust.EventT]) -> None:
-    """Acknowledge events read in the current assignment; leave those read before a rebalance.
+def acknowledge(inputs: Iterable[faust.EventT | Fetch]) -> None:
+    """Acknowledge events and Fetches read in the current assignment; leave those read before a rebalance.
 
     Their partitions are read again from the committed offsets, as Faust's stream skips them.
     While a rebalance runs (the flow is stopped) nothing is acknowledged.
     """
-    events = list(events)
-    if not events or not events[0].app.flow_control.is_active():
-        return
-    generation = events[0].app.consumer_generation_id
-    for event in events:
-        if event.message.generation_id == generation:
-            event.ack()
+    for item in inputs:
+        if type(item) is Fetch:
+            item.ack()  # the consumer checks its generation (Consumer.ack_fetch)
+            continue
+        app = item.app
+        if app.flow_control.is_active() and item.message.generation_id == app.consumer_generation_id:
+            item.ack()

@@ -6,11 +6,13 @@ What each piece changes in Faust, and why: the package's docstring (faust_ext/__
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from operator import attrgetter
 
 import aiokafka as aiokafka_client
-import faust
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -18,12 +20,16 @@ from faust.transport.drivers import aiokafka
 from faust.types import TP, Message
 from mode import ServiceT
 
+from .fetches import Fetch, FetchQueue
+from .offsets import AckedRanges, already_delivered, contiguous, jumped, read_before
 from .records import read_past_undecodable
 from .schema import BytesSchema
 
 # How long a broker may hold a fetch that finds no new records. Kafka answers as soon as records
 # arrive, but tansu (tests, the embedded default) holds the fetch the whole time.
 FETCH_MAX_WAIT_MS = 100
+
+_offset = attrgetter("offset")
 
 
 class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
@@ -37,27 +43,6 @@ class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-def read_before(offset: int | None) -> int | None:
-    """The last offset read before reading from `offset` (None: no offset, anything may come).
-
-    Seeked to 42: 41 counts as read. Seeked to 0: -1, and a fetch beginning past 0 has jumped."""
-    return None if offset is None else offset - 1
-
-
-def already_delivered(offset: int, last: int | None) -> bool:
-    """Whether the record at `offset` has been delivered, `last` being the last offset delivered.
-
-    Read offset 41: a fetch of 40, 41, 42 delivers only 42."""
-    return last is not None and offset <= last
-
-
-def jumped(offset: int, last: int | None) -> bool:
-    """Whether a fetch has moved past records not delivered yet, `last` being the last offset delivered.
-
-    Read offset 41, fetch starts at 44: 42 and 43 are unread, so the partition is seeked to 42."""
-    return last is not None and offset > last + 1
-
-
 class Consumer(aiokafka.Consumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -65,7 +50,8 @@ class Consumer(aiokafka.Consumer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._buffer_dropped = asyncio.Event()
-        self._raw_queues: dict[TP, RawQueue] = {}
+        self._fetch_queues: dict[TP, FetchQueue] = {}
+        self._acked_ranges: defaultdict[TP, AckedRanges] = defaultdict(AckedRanges)  # of Fetches (ack_fetch)
         # Partitions seeked in this assignment to where reading goes on (perform_seek, seek):
         # only their records are delivered.
         self._positioned: set[TP] = set()
@@ -94,14 +80,17 @@ class Consumer(aiokafka.Consumer):
                 for tp, records in (await self._next_records()).items():
                     track_end_offset(tp, self.highwater(tp))
                     deliver, acked_topic = callbacks.get(tp, on_message), acks_enabled_for(tp.topic)
-                    into = self._raw_queue_of(tp)
+                    into = self._fetch_queue_of(tp)
                     if into is not None:
                         await self._wait_as_the_conductor()
                     if self._assignment_changed(generation):
                         break  # the rest of the fetch is dropped, as Faust drops it
                     if acked_topic and not self._seeked(tp):
                         continue  # read again from the committed offset, once seeked there
-                    await self._deliver(tp, records, generation, deliver, into, acked_topic)
+                    if into is not None:
+                        await self._deliver_fetch(tp, records, generation, into)
+                    else:
+                        await self._deliver(tp, records, generation, deliver, acked_topic)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if not self.transport.app.should_stop:
@@ -121,7 +110,6 @@ class Consumer(aiokafka.Consumer):
         records: list[ConsumerRecord],
         generation: int,
         deliver: Callable[[Message], Awaitable[None]],
-        into: RawQueue | None,
         acked_topic: bool,
     ) -> None:
         """Deliver a fetch's records of `tp` after the last one delivered, marking each read once delivered.
@@ -137,19 +125,55 @@ class Consumer(aiokafka.Consumer):
             if acked_topic and jumped(offset, last):
                 await self._read_again_from(tp, last + 1, fetched=offset)
                 return
-            if self._commit_due():
-                self._n_acked = 0
-                await self.commit()
-                if self._assignment_changed(generation):
-                    return
-            message = self._to_message(tp, record)
-            if into is not None and not into.queue.full():  # no await: the assignment cannot change
-                into.put(message)
-            else:
-                await deliver(message)
-                if self._assignment_changed(generation):
-                    return  # of the old generation, the stream drops it: not marked read
+            if not await self._commit_if_due(generation):
+                return
+            await deliver(self._to_message(tp, record))
+            if self._assignment_changed(generation):
+                return  # of the old generation, the stream drops it: not marked read
             read_offset[tp] = offset
+
+    async def _deliver_fetch(
+        self, tp: TP, records: list[ConsumerRecord], generation: int, into: FetchQueue
+    ) -> None:
+        """Deliver a fetch's records of `tp` after the last one delivered as one Fetch, up to a jump (then
+        seeking back to the first unread record), and mark them read.
+
+        Read offset 41, fetch 40-49: 42-49 delivered. Fetch 42-45, 48, 49: 42-45, then a seek to 46."""
+        last = self._read_offset[tp]
+        start = 0 if last is None else bisect.bisect_right(records, last, key=_offset)
+        fresh = records[start:]
+        if not fresh:
+            return
+        if jumped(fresh[0].offset, last):
+            await self._read_again_from(tp, last + 1, fetched=fresh[0].offset)
+            return
+        if not await self._commit_if_due(generation):
+            return
+        n = contiguous(fresh)
+        into.put(Fetch(tp, fresh[:n], generation, self.ack_fetch))
+        self._read_offset[tp] = fresh[n - 1].offset
+        if n < len(fresh):
+            await self._read_again_from(tp, fresh[n - 1].offset + 1, fetched=fresh[n].offset)
+
+    async def _commit_if_due(self, generation: int) -> bool:
+        """Commit if `broker_commit_every` records have been acknowledged since the last commit; whether the
+        assignment is still `generation`'s, so that delivery goes on."""
+        if self._commit_every is not None and self._n_acked >= self._commit_every:
+            self._n_acked = 0
+            await self.commit()
+            return not self._assignment_changed(generation)
+        return True
+
+    def ack_fetch(self, fetch: Fetch) -> None:
+        """Acknowledge every record of `fetch`, if it was read in the current assignment (one read before a
+        rebalance is read again from the committed offset, as Faust's stream drops its events)."""
+        if self._assignment_changed(fetch.generation):
+            return
+        tp, first, committed = fetch.tp, fetch.first, self._committed_offset.get(fetch.tp)
+        if committed is not None:
+            first = max(first, committed)  # as Faust's ack: an offset below the committed one is done
+        if first <= fetch.last:
+            self._n_acked += self._acked_ranges[tp].add(first, fetch.last)
 
     def _assignment_changed(self, generation: int) -> bool:
         """Whether the flow has stopped or a rebalance has come since `generation` (say, during a wait).
@@ -165,12 +189,6 @@ class Consumer(aiokafka.Consumer):
         arrive before the seek: dropped; after the seek to 10, 10, 11, 12 are delivered."""
         return tp in self._positioned
 
-    def _commit_due(self) -> bool:
-        """Whether `broker_commit_every` records have been acknowledged since the last commit.
-
-        Every 100: offsets 0-99 acknowledged, the commit comes before offset 100 is delivered."""
-        return self._commit_every is not None and self._n_acked >= self._commit_every
-
     async def _read_again_from(self, tp: TP, offset: int, fetched: int) -> None:
         """Seek `tp` back to `offset`, the first record a fetch starting at `fetched` has jumped, or to the
         first record left if retention deleted it (else every fetch would jump again: a loop)."""
@@ -181,8 +199,8 @@ class Consumer(aiokafka.Consumer):
         self.log.warning("%s: fetched offset %d after %d: reading on from %d", tp, fetched, offset - 1, start)
         await self.seek(tp, start)
 
-    def _raw_queue_of(self, tp: TP) -> RawQueue | None:
-        """The stream queue a fetch of `tp` may go into straight, record by record; None: it may not.
+    def _fetch_queue_of(self, tp: TP) -> FetchQueue | None:
+        """The stream queue `tp`'s fetches go into whole, as Fetches; None: its records go one by one.
 
         Only a partition read by one stream of raw bytes (the `iris` topic: the classify agent)."""
         channels = self.app.topics._tp_index.get(tp)
@@ -191,10 +209,10 @@ class Consumer(aiokafka.Consumer):
         (channel,) = channels
         if not isinstance(channel.schema, BytesSchema):
             return None
-        raw = self._raw_queues.get(tp)
-        if raw is None or raw.channel is not channel:
-            raw = self._raw_queues[tp] = RawQueue(channel, self, tp)
-        return raw
+        queue = self._fetch_queues.get(tp)
+        if queue is None or queue.channel is not channel:
+            queue = self._fetch_queues[tp] = FetchQueue(channel, self, tp)
+        return queue
 
     async def _wait_as_the_conductor(self) -> None:
         """Wait for the flow and the producer buffer, as Faust's conductor waits before each message."""
@@ -228,13 +246,24 @@ class Consumer(aiokafka.Consumer):
         self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset is not None})
 
     def _new_offset(self, tp: TP) -> int | None:
-        """The offset to commit: Faust's, held back while the committed offset's own record is unacknowledged.
+        """The offset to commit: the end of the acknowledged run from the committed offset, by Fetches' ranges
+        or, for records delivered one by one, Faust's, held back while the committed offset's own record is
+        unacknowledged.
 
         Committed 100, acknowledged 101-103: nothing to commit; with 100 acknowledged too: 104."""
-        acked, committed = self._acked[tp], self._committed_offset[tp]
+        committed = self._committed_offset[tp]
+        ranges = self._acked_ranges.get(tp)
+        if ranges:
+            return ranges.commit_offset(committed)
+        acked = self._acked[tp]
         if acked and committed is not None and min(acked) > committed:
             return None
         return super()._new_offset(tp)
+
+    def _filter_tps_with_pending_acks(self, topics: Iterable | None = None) -> Iterator[TP]:
+        """The partitions with acknowledged offsets (of records or of Fetches) among `topics` (None: all)."""
+        pending = {*self._acked, *(tp for tp, ranges in self._acked_ranges.items() if ranges)}
+        return (tp for tp in pending if topics is None or tp in topics or tp.topic in topics)
 
     async def seek(self, partition: TP, offset: int) -> None:
         """Seek `partition` to `offset`, the one before it counting as read: seeked to 42, 41 is read."""
@@ -250,6 +279,8 @@ class Consumer(aiokafka.Consumer):
                 await self.commit(revoked)
             except Exception as exc:  # the next owner reads them again: at least once
                 self.log.warning("Could not commit revoked partitions: %r", exc)
+        for tp in revoked:
+            self._acked_ranges.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     async def _next_records(self) -> Mapping[TP, list]:
@@ -269,32 +300,3 @@ class Consumer(aiokafka.Consumer):
             return {}
         buffered = self._buffered_partitions
         return {tp: rs for tp, rs in records.items() if active is None or tp in active or tp in buffered}
-
-
-class RawQueue:
-    """The one stream queue of a partition of raw bytes, filled as the conductor fills it."""
-
-    def __init__(self, channel: faust.ChannelT, consumer: Consumer, tp: TP) -> None:
-        tp = TP(tp.topic, tp.partition)  # a fetch names it by aiokafka's TopicPartition: Faust wants TP
-        self.channel = channel
-        self.queue = channel.queue
-        self._create_event = consumer.app.create_event
-        on_topic_buffer_full = consumer.app.sensors.on_topic_buffer_full
-
-        def on_pressure_high() -> None:  # as the conductor's: stop fetching the partition
-            on_topic_buffer_full(tp)
-            consumer.on_buffer_full(tp)
-
-        def on_pressure_drop() -> None:
-            consumer.on_buffer_drop(tp)
-
-        self.on_pressure_high, self.on_pressure_drop = on_pressure_high, on_pressure_drop
-
-    def put(self, message: Message) -> None:
-        """Queue `message` as its event, its reference counted, with the pressure callbacks (no await)."""
-        message.incref()
-        self.queue.put_nowait_enhanced(
-            self._create_event(message.key, message.value, message.headers, message),
-            on_pressure_high=self.on_pressure_high,
-            on_pressure_drop=self.on_pressure_drop,
-        )

@@ -14,7 +14,6 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.util import calc_crc32c, encode_varint
 from aiokafka.structs import ConsumerRecord, TopicPartition
-from faust.types import Message
 
 from iris_app.faust_ext.records import KeptBatches, TolerantPartitionRecords
 from iris_app.models import Output
@@ -105,21 +104,6 @@ def read(data: bytes, records_class: type = TolerantPartitionRecords, start: int
     """Every record of a fetch's bytes of `iris` partition 0 from offset `start`, as the app's consumer
     reads them."""
     return list(records_class(IRIS_0, KeptBatches(data), [], start, None, None, True, READ_UNCOMMITTED))
-
-
-def as_message(record: ConsumerRecord) -> Message:
-    """A fetched record as the classify agent gets it (Faust's message: timestamp in seconds)."""
-    return Message(
-        record.topic,
-        record.partition,
-        record.offset,
-        record.timestamp / 1000,
-        record.timestamp_type,
-        record.headers,
-        record.key,
-        record.value,
-        None,
-    )
 
 
 def batch_bytes(*records: Output) -> int:

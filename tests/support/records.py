@@ -41,12 +41,12 @@ def predicted_labels(scorer: Scorer, records: list[dict]) -> list[str]:
 
 
 class Source(NamedTuple):
-    """An input message, as Faust's consumer hands it to the classify agent's steps."""
+    """An input record, as the app's consumer hands it to the classify agent's steps."""
 
     value: bytes | None
     key: bytes | None = b"key"
     topic: str = "iris"
     partition: int = 0
     offset: int = 0
-    timestamp: float = 1_700_000_000.0  # seconds, as Faust's messages have it
+    timestamp: int = 1_700_000_000_000  # milliseconds, as aiokafka's records have it
     headers: list[tuple[str, bytes]] = []

@@ -1,0 +1,76 @@
+"""A partition's fetched records delivered to its agent as one `Fetch`, and acknowledged as one range.
+
+Faust hands an agent one event per record: a Message, an Event, a queue put, a stream
+step and an acknowledgement each, which together cost more than scoring the record.
+A partition read by one stream of raw bytes (`iris`, the classify agent) gets instead
+the records of each fetch as they come from aiokafka, in offset order and without
+gaps, in one `Fetch`; the agent acknowledges it once everything it caused is
+delivered, as one range of offsets (offsets.AckedRanges).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP
+
+# Fetches a partition's queue holds before the partition is paused: enough to keep the agent busy,
+# few enough that a rebalance drops little (each fetch holds up to max_partition_fetch_bytes).
+FETCHES_QUEUED = 8
+
+
+class Fetch:
+    """A partition's records of one fetch, in offset order without gaps: delivered and acknowledged as one."""
+
+    __slots__ = ("tp", "records", "generation", "_ack")
+
+    def __init__(
+        self, tp: TP, records: Sequence[ConsumerRecord], generation: int, ack: Callable[[Fetch], None]
+    ) -> None:
+        self.tp, self.records, self.generation, self._ack = tp, records, generation, ack
+
+    @property
+    def first(self) -> int:
+        return self.records[0].offset
+
+    @property
+    def last(self) -> int:
+        return self.records[-1].offset
+
+    def ack(self) -> None:
+        """Mark every record handled, so that offsets up to the last may be committed (Consumer.ack_fetch)."""
+        self._ack(self)
+
+    def __repr__(self) -> str:
+        return f"<Fetch {self.tp.topic}[{self.tp.partition}] {self.first}-{self.last} gen {self.generation}>"
+
+
+class FetchQueue:
+    """The one stream queue of a partition of raw bytes, holding Fetches; pauses the partition when full."""
+
+    def __init__(self, channel: Any, consumer: Any, tp: TP) -> None:
+        tp = TP(tp.topic, tp.partition)  # a fetch names it by aiokafka's TopicPartition: Faust wants TP
+        self.channel = channel
+        self.queue = channel.queue
+        # The queue counts Fetches, not records: its pressure marks (mode's FlowControlQueue, 80 % and 40 %
+        # of the stream buffer's size in events) pause the partition at FETCHES_QUEUED fetches instead,
+        # and let it go on when half of them are taken.
+        self.queue.pressure_high_size, self.queue.pressure_drop_size = FETCHES_QUEUED, FETCHES_QUEUED // 2
+        on_topic_buffer_full = consumer.app.sensors.on_topic_buffer_full
+
+        def on_pressure_high() -> None:  # as the conductor's: stop fetching the partition
+            on_topic_buffer_full(tp)
+            consumer.on_buffer_full(tp)
+
+        def on_pressure_drop() -> None:
+            consumer.on_buffer_drop(tp)
+
+        self.on_pressure_high, self.on_pressure_drop = on_pressure_high, on_pressure_drop
+
+    def put(self, fetch: Fetch) -> None:
+        """Queue `fetch` (no await: the queue takes it whatever its size); pause the partition at the mark."""
+        self.queue.put_nowait_enhanced(
+            fetch, on_pressure_high=self.on_pressure_high, on_pressure_drop=self.on_pressure_drop
+        )
