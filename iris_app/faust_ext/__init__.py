@@ -10,16 +10,25 @@ The consumer (consumer.py)
   reads the partition's high-water mark and looks up its callback under a lock, per
   message; here those happen once per partition and fetch, and a fetch's partitions
   are delivered one after the other (Faust interleaves topics record by record).
-- `Consumer._raw_queue_of`, `_wait_as_the_conductor`, `RawQueue.put`: a partition read
-  by one stream of raw bytes (`iris`) skips the conductor's per-message coroutines
-  (flow control, the producer buffer's wait, decoding): the waits come once per fetch,
-  and each record goes straight into the stream's queue while it has room.
+- `Consumer._fetch_queue_of`, `_deliver_fetch`, `_wait_as_the_conductor` (fetches.py):
+  a partition read by one stream of raw bytes (`iris`, the classify agent) is delivered
+  a fetch at a time: its new records, as aiokafka fetched them, in one `Fetch` put into
+  the stream's queue. It replaces the conductor's per-message coroutines (flow control,
+  the producer buffer's wait, decoding: here once per fetch) and Faust's Message, Event,
+  queue put and stream step per record. A fetch with a gap is delivered up to it, and
+  read again from it (as a jump, below). `FetchQueue` pauses the partition while the
+  queue holds FETCHES_QUEUED fetches (mode's pressure marks count items: Faust's would
+  let thousands of fetches in).
+- `Consumer.ack_fetch`, `_new_offset`, `_filter_tps_with_pending_acks` (offsets.py): a
+  Fetch is acknowledged as one range of offsets (`AckedRanges`), not offset by offset into
+  Faust's lists, and a commit reaches the end of the run of ranges that starts at the
+  committed offset; a Fetch read before a rebalance is not acknowledged.
 - `Consumer._assignment_changed`: a delivery that waits out a rebalance (the conductor
   waits while the flow is stopped) is not marked read, and the rest of its fetch is
   dropped. The new assignment has set the read offset from the committed offset;
   marked read, as Faust marks it, the old generation's record would make the new
   assignment drop every record up to it as already read, and the partition would stall.
-- `Consumer._seeked`: a partition's records are delivered only once it is seeked in
+- `Consumer._positioned`: a partition's records are delivered only once it is seeked in
   this assignment. Faust resumes the flow for table recovery before that seek, and
   records fetched meanwhile (buffered from before the rebalance) go through unchecked,
   out of order: a window's count skips the records they jump.
@@ -85,12 +94,13 @@ The rest
   without mode's `-INT- -INT- -INT- -INT- -INT- -INT-` line (`Worker._on_sigint`), by the
   same stop SIGTERM schedules. A command takes `AppCommand` as its base to run in a
   `CommandWorker` (Faust's commands run in mode's Worker, `Command._Worker`).
-- `batches.batches`: an agent takes its events a batch at a time from its channel buffer.
-  Faust's stream iteration costs a turn of the event loop and four sensor calls per
-  event, more than scoring the record. Each event is tracked as unacknowledged as
-  Faust's stream tracks it (`Stream._c_aiter`), and `batches.acknowledge` leaves the
-  events read before a rebalance (their offsets would enter the new assignment's
-  acknowledged offsets, and a commit before its seek would pass records not read yet).
+- `batches.batches`: the classify agent takes its Fetches a batch at a time from its
+  channel buffer, instead of Faust's stream iteration (a turn of the event loop and four
+  sensor calls per event, more than scoring the record). `batches.acknowledge` leaves the
+  events and Fetches read before a rebalance (their offsets would enter the new
+  assignment's acknowledged offsets, and a commit before its seek would pass records
+  not read yet). Fetches are not in Faust's set of unacknowledged messages: the app sets
+  `stream_wait_empty` off, so nothing waits on that set.
 - `tables.EventTimeTable`: windows expire by event time. Faust expires them by
   time.time() (`Table._del_old_keys`), so replayed or late data loses windows still
   open in event time; only those it saw set since it started (never those restored),

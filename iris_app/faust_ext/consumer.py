@@ -85,8 +85,10 @@ class Consumer(aiokafka.Consumer):
                         await self._wait_as_the_conductor()
                     if self._assignment_changed(generation):
                         break  # the rest of the fetch is dropped, as Faust drops it
-                    if acked_topic and not self._seeked(tp):
-                        continue  # read again from the committed offset, once seeked there
+                    if acked_topic and tp not in self._positioned:
+                        # Not seeked yet in this assignment (records buffered from before the rebalance,
+                        # 11 and 12 say, committed 10): read again from the committed offset, once seeked.
+                        continue
                     if into is not None:
                         await self._deliver_fetch(tp, records, generation, into)
                     else:
@@ -181,13 +183,6 @@ class Consumer(aiokafka.Consumer):
         Fetched 40-49 in generation 3, delivering 40 waits out a rebalance; generation 4
         seeks to the committed offset 38 (read offset 37): 40 is not marked read, 41-49 are dropped."""
         return not (self.flow_active and self.app.consumer_generation_id == generation)
-
-    def _seeked(self, tp: TP) -> bool:
-        """Whether `tp` has been seeked in this assignment to where reading goes on.
-
-        Committed offset 10, records 11 and 12 buffered from before the rebalance
-        arrive before the seek: dropped; after the seek to 10, 10, 11, 12 are delivered."""
-        return tp in self._positioned
 
     async def _read_again_from(self, tp: TP, offset: int, fetched: int) -> None:
         """Seek `tp` back to `offset`, the first record a fetch starting at `fetched` has jumped, or to the
