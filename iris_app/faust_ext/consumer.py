@@ -1,4 +1,4 @@
-"""The app's Kafka consumer: Faust's aiokafka consumer with its own drain loop, seeks and commit rule.
+"""The app's Kafka consumer: Faust's aiokafka consumer with its own drain loop, seeks (commits: commits.py).
 
 What each piece changes in Faust, and why: the package's docstring (faust_ext/__init__.py).
 """
@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from operator import attrgetter
 
 import aiokafka as aiokafka_client
@@ -20,8 +19,9 @@ from faust.transport.drivers import aiokafka
 from faust.types import TP, Message
 from mode import ServiceT
 
+from .commits import Commits
 from .fetches import Fetch, FetchQueue
-from .offsets import AckedRanges, already_delivered, contiguous, jumped, read_before
+from .offsets import already_delivered, contiguous, jumped, read_before
 from .records import read_past_undecodable
 from .schema import BytesSchema
 
@@ -43,7 +43,7 @@ class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class Consumer(aiokafka.Consumer):
+class Consumer(Commits, aiokafka.Consumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -51,7 +51,6 @@ class Consumer(aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._buffer_dropped = asyncio.Event()
         self._fetch_queues: dict[TP, FetchQueue] = {}
-        self._acked_ranges: defaultdict[TP, AckedRanges] = defaultdict(AckedRanges)  # of Fetches (ack_fetch)
         # Partitions seeked in this assignment to where reading goes on (perform_seek, seek):
         # only their records are delivered.
         self._positioned: set[TP] = set()
@@ -152,30 +151,12 @@ class Consumer(aiokafka.Consumer):
         if not await self._commit_if_due(generation):
             return
         n = contiguous(fresh)
-        into.put(Fetch(tp, fresh[:n], generation, self.ack_fetch))
+        fetch = Fetch(tp, fresh[:n], generation, self.ack_fetch)
+        self._unacked_fetches.add(fetch)
+        into.put(fetch)
         self._read_offset[tp] = fresh[n - 1].offset
         if n < len(fresh):
             await self._read_again_from(tp, fresh[n - 1].offset + 1, fetched=fresh[n].offset)
-
-    async def _commit_if_due(self, generation: int) -> bool:
-        """Commit if `broker_commit_every` records have been acknowledged since the last commit; whether the
-        assignment is still `generation`'s, so that delivery goes on."""
-        if self._commit_every is not None and self._n_acked >= self._commit_every:
-            self._n_acked = 0
-            await self.commit()
-            return not self._assignment_changed(generation)
-        return True
-
-    def ack_fetch(self, fetch: Fetch) -> None:
-        """Acknowledge every record of `fetch`, if it was read in the current assignment (one read before a
-        rebalance is read again from the committed offset, as Faust's stream drops its events)."""
-        if self._assignment_changed(fetch.generation):
-            return
-        tp, first, committed = fetch.tp, fetch.first, self._committed_offset.get(fetch.tp)
-        if committed is not None:
-            first = max(first, committed)  # as Faust's ack: an offset below the committed one is done
-        if first <= fetch.last:
-            self._n_acked += self._acked_ranges[tp].add(first, fetch.last)
 
     def _assignment_changed(self, generation: int) -> bool:
         """Whether the flow has stopped or a rebalance has come since `generation` (say, during a wait).
@@ -240,43 +221,11 @@ class Consumer(aiokafka.Consumer):
         self._positioned.update(committed)
         self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset is not None})
 
-    def _new_offset(self, tp: TP) -> int | None:
-        """The offset to commit: the end of the acknowledged run from the committed offset, by Fetches' ranges
-        or, for records delivered one by one, Faust's, held back while the committed offset's own record is
-        unacknowledged.
-
-        Committed 100, acknowledged 101-103: nothing to commit; with 100 acknowledged too: 104."""
-        committed = self._committed_offset[tp]
-        ranges = self._acked_ranges.get(tp)
-        if ranges:
-            return ranges.commit_offset(committed)
-        acked = self._acked[tp]
-        if acked and committed is not None and min(acked) > committed:
-            return None
-        return super()._new_offset(tp)
-
-    def _filter_tps_with_pending_acks(self, topics: Iterable | None = None) -> Iterator[TP]:
-        """The partitions with acknowledged offsets (of records or of Fetches) among `topics` (None: all)."""
-        pending = {*self._acked, *(tp for tp, ranges in self._acked_ranges.items() if ranges)}
-        return (tp for tp in pending if topics is None or tp in topics or tp.topic in topics)
-
     async def seek(self, partition: TP, offset: int) -> None:
         """Seek `partition` to `offset`, the one before it counting as read: seeked to 42, 41 is read."""
         await super().seek(partition, offset)
         self._read_offset[partition] = read_before(offset)
         self._positioned.add(partition)
-
-    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        """Commit the acknowledged offsets of revoked partitions, then let Faust forget them."""
-        self._positioned.difference_update(revoked)
-        if revoked and not self.app.should_stop:
-            try:
-                await self.commit(revoked)
-            except Exception as exc:  # the next owner reads them again: at least once
-                self.log.warning("Could not commit revoked partitions: %r", exc)
-        for tp in revoked:
-            self._acked_ranges.pop(tp, None)
-        await super().on_partitions_revoked(revoked)
 
     async def _next_records(self) -> Mapping[TP, list]:
         """The next fetched records of the partitions whose stream buffers have room.

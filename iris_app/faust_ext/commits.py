@@ -1,0 +1,88 @@
+"""Which offsets the app's consumer commits: Fetches acknowledged as ranges, never past an unhandled record.
+
+A mixin of faust_ext.consumer.Consumer (before Faust's consumer in its bases). What each
+piece changes in Faust, and why: the package's docstring (faust_ext/__init__.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+
+from faust.types import TP
+
+from .fetches import Fetch, Unacknowledged
+from .offsets import AckedRanges
+
+# How long a revoke waits for the agent to finish the Fetches of revoked partitions it has: their
+# records are then committed, not read again by the next owner (a batch takes milliseconds).
+SETTLE_SECONDS = 2.0
+
+
+class Commits:
+    """The commit rule of the app's consumer, and the acknowledgement of Fetches."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._acked_ranges: defaultdict[TP, AckedRanges] = defaultdict(AckedRanges)  # of Fetches (ack_fetch)
+        self._unacked_fetches = Unacknowledged()
+
+    async def _commit_if_due(self, generation: int) -> bool:
+        """Commit if `broker_commit_every` records have been acknowledged since the last commit; whether the
+        assignment is still `generation`'s, so that delivery goes on."""
+        if self._commit_every is not None and self._n_acked >= self._commit_every:
+            self._n_acked = 0
+            await self.commit()
+            return not self._assignment_changed(generation)
+        return True
+
+    def ack_fetch(self, fetch: Fetch) -> None:
+        """Acknowledge every record of `fetch`, if it was read in the current assignment (one read before a
+        rebalance is read again from the committed offset, as Faust's stream drops its events)."""
+        self._unacked_fetches.done(fetch)
+        if self._assignment_changed(fetch.generation):
+            return
+        tp, first, committed = fetch.tp, fetch.first, self._committed_offset.get(fetch.tp)
+        if committed is not None:
+            first = max(first, committed)  # as Faust's ack: an offset below the committed one is done
+        if first <= fetch.last:
+            self._n_acked += self._acked_ranges[tp].add(first, fetch.last)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset to commit: the end of the acknowledged run from the committed offset, by Fetches' ranges
+        or, for records delivered one by one, Faust's, held back while the committed offset's own record is
+        unacknowledged.
+
+        Committed 100, acknowledged 101-103: nothing to commit; with 100 acknowledged too: 104."""
+        committed = self._committed_offset[tp]
+        ranges = self._acked_ranges.get(tp)
+        if ranges:
+            return ranges.commit_offset(committed)
+        acked = self._acked[tp]
+        if acked and committed is not None and min(acked) > committed:
+            return None
+        return super()._new_offset(tp)
+
+    def _filter_tps_with_pending_acks(self, topics: Iterable | None = None) -> Iterator[TP]:
+        """The partitions with acknowledged offsets (of records or of Fetches) among `topics` (None: all)."""
+        pending = {*self._acked, *(tp for tp, ranges in self._acked_ranges.items() if ranges)}
+        return (tp for tp in pending if topics is None or tp in topics or tp.topic in topics)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Let the agent finish the Fetches of revoked partitions it has (SETTLE_SECONDS at most), commit
+        their acknowledged offsets, then let Faust forget them: the next owner reads little again."""
+        self._positioned.difference_update(revoked)  # delivery of their records stops here
+        if revoked and not self.app.should_stop:
+            left = await self._unacked_fetches.settle(
+                revoked, self.app.consumer_generation_id, SETTLE_SECONDS
+            )
+            if left:
+                self.log.info("Revoked with %d fetches unfinished, read again by the next owner", len(left))
+            try:
+                await self.commit(revoked)
+            except Exception as exc:  # the next owner reads them again: at least once
+                self.log.warning("Could not commit revoked partitions: %r", exc)
+        self._unacked_fetches.forget(revoked)
+        for tp in revoked:
+            self._acked_ranges.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
