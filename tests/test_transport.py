@@ -5,9 +5,11 @@ request, and the metadata of every topic it sends to."""
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 from support.records import keyed, now_ms
@@ -17,6 +19,7 @@ from iris_app.faust_ext.consumer import Consumer
 from iris_app.faust_ext.fetches import Fetch
 from iris_app.faust_ext.producer import TopicTrackingProducer
 from iris_app.models import Output
+from iris_app.partitioner import partition_of
 
 IRIS_0 = TP("iris", 0)
 
@@ -281,3 +284,15 @@ def test_a_partition_revoked_while_seeking_is_left_to_the_next_seek():
     revoked._thread = type("Thread", (), {"seek_to_beginning": staticmethod(must_not_seek)})()
     asyncio.run(revoked.perform_seek())
     assert IRIS_0 not in revoked._positioned
+
+
+def test_records_are_partitioned_as_kafka_partitions_them():
+    """The app's partitioner picks the partition aiokafka's (and Kafka's Java client's) picks, for keys of
+    every length."""
+    rng = random.Random(7)
+    for length in range(70):
+        for _ in range(50):
+            key, partitions = rng.randbytes(length), list(range(rng.randint(1, 12)))
+            assert partition_of(key, partitions, partitions) == DefaultPartitioner()(
+                key, partitions, partitions
+            )

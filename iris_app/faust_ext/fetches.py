@@ -18,8 +18,10 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
-# Fetches a partition's queue holds before the partition is paused: enough to keep the agent busy,
-# few enough that a rebalance drops little (each fetch holds up to max_partition_fetch_bytes).
+# Records a Fetch holds at most: a larger fetch (up to max_partition_fetch_bytes, a MiB) is delivered
+# as several, so that a batch, and what a worker holds in memory, stays bounded.
+FETCH_RECORDS = 1000
+# Fetches the agent's queue holds before a partition is paused: enough to keep the agent busy.
 FETCHES_QUEUED = 8
 
 
