@@ -13,8 +13,9 @@ The consumer (consumer.py)
 - `Consumer._fetch_queue_of`, `_deliver_fetch`, `_wait_as_the_conductor` (fetches.py):
   a partition read by one stream of raw bytes (`iris`, the classify agent) is delivered
   a fetch at a time: its new records, as aiokafka fetched them, in a `Fetch` (of up to
-  FETCH_RECORDS) put into the stream's queue. It replaces the conductor's per-message coroutines (flow control,
-  the producer buffer's wait, decoding: here once per fetch) and Faust's Message, Event,
+  FETCH_RECORDS) put into the stream's queue. It replaces the conductor's per-message
+  coroutines (flow control, the producer buffer's wait, decoding: here once per fetch) and
+  Faust's Message, Event,
   queue put and stream step per record. A fetch with a gap is delivered up to it, and
   read again from it (as a jump, below). `FetchQueue` pauses the partition while the
   queue holds FETCHES_QUEUED fetches (mode's pressure marks count items: Faust's would
