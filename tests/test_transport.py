@@ -213,6 +213,28 @@ def test_a_fetch_read_before_a_rebalance_is_not_acknowledged():
     assert c._new_offset(IRIS_0) is None
 
 
+def test_a_revoke_waits_for_the_agent_to_acknowledge_the_fetches_it_has():
+    async def revoke_while_the_agent_finishes() -> tuple[list, list]:
+        c = consumer()
+        handled = fetch(c, 100, 149)
+        c._unacked_fetches.add(handled)
+        asyncio.get_running_loop().call_soon(handled.ack)  # the agent, done with it
+        left = await c._unacked_fetches.settle({IRIS_0}, c.app.consumer_generation_id, timeout=60)
+        return left, c._acked_ranges[IRIS_0].ranges
+
+    assert asyncio.run(revoke_while_the_agent_finishes()) == ([], [[100, 149]])
+
+
+def test_a_revoke_waits_for_an_unfinished_fetch_no_longer_than_its_limit():
+    async def revoke_with_the_agent_stuck() -> list:
+        c = consumer()
+        stuck = fetch(c, 100, 149)
+        c._unacked_fetches.add(stuck)
+        return await c._unacked_fetches.settle({IRIS_0}, c.app.consumer_generation_id, timeout=0.1)
+
+    assert [(f.first, f.last) for f in asyncio.run(revoke_with_the_agent_stuck())] == [(100, 149)]
+
+
 async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
