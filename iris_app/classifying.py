@@ -142,16 +142,17 @@ def tally(
     result = Tally(*(defaultdict(offsets) for _ in range(5)), roles, 0, 0)
     counts, labelled_by, correct_by, compared, agreed = result[:5]
     late = skewed = 0
+    judge, size_ms = clocks.judge, clocks.size_ms
     for source, species, predicted, shadow_predicted in labelled:
         timestamp_ms = event_time_ms(source)
-        verdict = clocks.judge(source.partition, timestamp_ms, now_ms)
-        if verdict is Verdict.LATE:
-            late += 1
+        verdict = judge(source.partition, timestamp_ms, now_ms)
+        if verdict is not Verdict.COUNTED:
+            if verdict is Verdict.LATE:
+                late += 1
+            else:
+                skewed += 1
             continue
-        if verdict is Verdict.SKEWED:
-            skewed += 1
-            continue
-        start_ms = window_start(timestamp_ms, clocks.size_ms)
+        start_ms = window_start(timestamp_ms, size_ms)
         partition, offset = _partition_key(source.partition), source.offset
         counts[species or UNKNOWN_SPECIES, predicted, start_ms][partition].append(offset)
         if species:
