@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -47,7 +48,12 @@ class Worker:
         self._ready = threading.Event()
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = f"{datadir}-{self.port}.log"  # its whole output, kept beside its data directory
+        # Its whole output, beside its data directory (one restarted on the same port: a log of its own).
+        self.log = next(
+            log
+            for n in itertools.count()
+            if not Path(log := f"{datadir}-{self.port}{f'-{n}' if n else ''}.log").exists()
+        )
         if advertise is None:
             web = ["--web-port", str(self.port)]
         else:  # --web-port would set the advertised address too: the port goes by Faust's variable
