@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
@@ -20,12 +19,13 @@ from faust.types import TP
 from . import consumer
 from .membership import leave_at_once
 
-# Seconds a stop waits for the records already fetched to be handled and acknowledged: the rest are
-# read again by the partitions' next owner. The other workers' rebalance starts after it.
-HAND_OVER_WAIT = 1.0
+# Seconds a stop or a rebalance waits for the agents to finish the records they have taken (scoring,
+# sending): those not acknowledged by then are read again by the partitions' next owner, and classified
+# twice. The other workers' rebalance waits for it.
+IN_FLIGHT_WAIT = 1.0
 # Seconds the commit and the leave may take (a broker out of reach): then the stop goes on without.
 LEAVE_TIMEOUT = 10.0
-POLL = 0.01  # seconds between looks at the agents' queues (they have no event to wait on)
+POLL = 0.01  # seconds between looks at the records in flight (an agent's batch has no event to wait on)
 
 
 class ConsumerThread(consumer.ConsumerThread):
@@ -43,8 +43,9 @@ class Consumer(consumer.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def hand_over(self) -> None:
-        """Stop reading; let the agents handle what was fetched (HAND_OVER_WAIT at most) and stop them;
-        deliver what they sent; commit the acknowledged offsets; leave the group. Once, at the app's stop.
+        """Stop reading; let the agents finish the records they have taken (IN_FLIGHT_WAIT at most) and
+        stop them; deliver what they sent; commit the acknowledged offsets; leave the group. Once, at the
+        app's stop. The records fetched and not taken yet are left to the partitions' next owner.
 
         The agents stop before the leave, as Faust stops them before its own: a table written or a
         record sent after it would race the partitions' next owner."""
@@ -58,11 +59,12 @@ class Consumer(consumer.Consumer):
         await app._fetcher.stop()  # Faust's stop stops it again (a no-op) and resets it
         if assignment:
             self.pause_partitions(assignment)
-            await self._handled_within(HAND_OVER_WAIT)
+            await self._finish_in_flight(IN_FLIGHT_WAIT)
         await app.agents.stop()  # what they still hold is not acknowledged: read again by the next owner
         try:
             async with asyncio.timeout(LEAVE_TIMEOUT):
                 await app.producer.flush()
+                await self.maybe_wait_for_commit_to_finish()  # else this commit is skipped
                 await self.commit()
                 self._left = True
                 await self._thread.leave_group()
@@ -70,19 +72,29 @@ class Consumer(consumer.Consumer):
             self.log.warning("No leave in %.0f s: the session timeout moves the partitions", LEAVE_TIMEOUT)
         self._left = True
 
-    async def _handled_within(self, seconds: float) -> None:
-        """Wait until every record delivered to the agents is acknowledged, or `seconds` pass."""
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Before a rebalance: fetch nothing more, and let the agents finish the records they have taken
+        (IN_FLIGHT_WAIT at most), so that the commit of the revoked partitions covers them. Faust drops
+        them (it clears the queues, and stops the flow: an event is then not acknowledged), and the next
+        owner would classify them again. A commit under way (Faust's timer) is waited for first: Faust
+        skips a commit asked for while one is under way, and the revoked partitions' would be lost."""
+        if revoked and not self.app.should_stop and self.flow_active:
+            # As Faust pauses them next. The flow stays on, or the drain loop would seek every partition
+            # to its committed offset meanwhile, and one such seek ending after the new assignment's
+            # would take the read offsets back: what was handled since would be read again.
+            self.pause_partitions(revoked)
+            await self._finish_in_flight(IN_FLIGHT_WAIT)
+        await self.maybe_wait_for_commit_to_finish()  # else the revoked partitions' commit is skipped
+        await super().on_partitions_revoked(revoked)
+
+    async def _finish_in_flight(self, seconds: float) -> None:
+        """Drop the records the agents have not taken (as Faust drops them at a rebalance), and wait until
+        every one they have taken is acknowledged, or `seconds` pass."""
+        self.app.flow_control.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
-                while not self._all_handled():
+                while any(not message.acked for message in self._unacked_messages):
                     await asyncio.sleep(POLL)
-
-    def _all_handled(self) -> bool:
-        """Whether every stream queue is empty and every record taken from one is acknowledged."""
-        channels = set(itertools.chain.from_iterable(self.app.topics._tp_index.values()))
-        return all(channel.queue.empty() for channel in channels) and not any(
-            not message.acked for message in self._unacked_messages
-        )
 
     async def commit(self, topics: set[TP] | None = None, start_new_transaction: bool = True) -> bool:
         """Faust's commit, none once the worker has left its group: the partitions are another's."""
