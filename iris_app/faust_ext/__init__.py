@@ -52,6 +52,34 @@ The consumer (consumer.py)
   time: with 1.5 s, records wait about half a second (p50 at 2,000/s).
 - `ConsumerThread.on_start` reads past records aiokafka cannot decode (records.py).
 
+The hand-over (handover.py, membership.py)
+- `Consumer.hand_over`, called first by `App.on_stop` (app.py): a stopping worker leaves its
+  group before the rest of its stop. Faust leaves last, when the consumer's thread stops (after
+  the tables close, the agents stop and the producer flushes), and the other workers wait
+  meanwhile. Here the fetcher (`App._fetcher`) stops, the agents finish the records they have
+  taken (1 s at most; those left in their queues are dropped), the agents stop, the producer
+  flushes, the acknowledged offsets are committed, and the worker leaves; nothing is sent after
+  the leave (a table write would race the partitions' next owner). `Consumer.commit` then
+  commits nothing (the partitions are another's).
+- `Consumer.on_partitions_revoked` (handover.py): before a rebalance, the revoked partitions
+  are paused and the agents finish the records they have taken (1 s at most), so that the
+  commit of the revoked partitions covers them; Faust drops them (it clears the queues and
+  stops the flow, after which an event is not acknowledged) and the next owner classified them
+  again. The flow stays on meanwhile: stopped, the drain loop seeks every partition to its
+  committed offset, and one such seek ending after the new assignment's took the read offsets
+  back. A commit under way (Faust's timer) is waited for first: Faust skips a commit asked for
+  while one is under way (`Consumer.maybe_wait_for_commit_to_finish`), and the revoked
+  partitions' was lost. The same wait comes before the stop's commit.
+- `membership.leave_at_once`: closes aiokafka's group coordinator (no more heartbeats, no
+  rejoin; a dynamic member's LeaveGroup is aiokafka's), then leaves as a static member with
+  `LeaveGroup` v3 through aiokafka's client: aiokafka sends no LeaveGroup for a static member
+  (as Kafka's Java client), and its partitions would wait out the session timeout. aiokafka
+  0.14 defines LeaveGroup v0 and v1 only; v3 (member id and group instance id) is built here.
+- `membership.static_membership_supported`: the brokers' ApiVersions, asked through the admin
+  client's own client (`AIOKafkaAdminClient._client`), say whether they take a group instance
+  id (JoinGroup v5, LeaveGroup v3). The id itself goes in Faust's own setting
+  `consumer_group_instance_id` (application.py `join_as`; not on tansu).
+
 The record reader (records.py)
 - `read_past_undecodable` replaces aiokafka.consumer.fetcher's `MemoryRecords` and
   `PartitionRecords`, for every consumer of the process. aiokafka's reader raises on a
@@ -80,7 +108,8 @@ The producer (producer.py)
   start (after the producer's first fetch), so that Faust's router knows their partitions.
 
 The rest
-- `App` (app.py): the Faust app hooks that install this consumer and producer, and the worker.
+- `App` (app.py): the Faust app hooks that install this consumer and producer, and the worker,
+  and the stop that hands the partitions over first.
 - `Worker`, `CommandWorker`, `AppCommand` (worker.py): Ctrl-C stops a worker or a command
   without mode's `-INT- -INT- -INT- -INT- -INT- -INT-` line (`Worker._on_sigint`), by the
   same stop SIGTERM schedules. A command takes `AppCommand` as its base to run in a
