@@ -204,6 +204,36 @@ def test_a_commit_never_passes_a_fetch_unacknowledged():
     assert c._new_offset(IRIS_0) == 200
 
 
+def commit_answered(c: Consumer, taken: bool) -> None:
+    """Make `c`'s commits reach a broker that takes them or (a rebalance under way) refuses them."""
+
+    async def commit(offsets) -> bool:
+        return taken
+
+    async def flushed() -> None:
+        return None
+
+    c._commit, c.app.producer.flush, c.assignment = commit, flushed, lambda: {IRIS_0}
+
+
+def test_a_commit_the_broker_refused_is_sent_again_by_the_next():
+    c = consumer()
+    c._committed_offset[IRIS_0] = 100
+    fetch(c, 100, 149).ack()
+    commit_answered(c, taken=False)
+    asyncio.run(c._commit_offsets({IRIS_0: c._new_offset(IRIS_0)}))
+    assert (c._committed_offset[IRIS_0], c._new_offset(IRIS_0)) == (100, 150)
+
+
+def test_a_commit_the_broker_took_leaves_nothing_more_to_commit():
+    c = consumer()
+    c._committed_offset[IRIS_0] = 100
+    fetch(c, 100, 149).ack()
+    commit_answered(c, taken=True)
+    asyncio.run(c._commit_offsets({IRIS_0: c._new_offset(IRIS_0)}))
+    assert (c._committed_offset[IRIS_0], c._new_offset(IRIS_0)) == (150, None)
+
+
 def test_a_fetch_read_before_a_rebalance_is_not_acknowledged():
     c = consumer()
     c._committed_offset[IRIS_0] = 100

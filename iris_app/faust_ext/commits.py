@@ -7,7 +7,7 @@ piece changes in Faust, and why: the package's docstring (faust_ext/__init__.py)
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from faust.types import TP
 from mode.utils.futures import notify
@@ -60,6 +60,20 @@ class Commits:
         if acked and committed is not None and min(acked) > committed:
             return None
         return super()._new_offset(tp)
+
+    async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        """Faust's commit of `offsets`, after which the acknowledged ranges below them are forgotten, only if
+        the broker took it. Faust counts the offsets committed either way (and forgets what was
+        acknowledged): a commit refused at the start of a rebalance then left the revoked partitions'
+        commit nothing to send, and their next owner read seconds of records again."""
+        before = {tp: self._committed_offset.get(tp) for tp in offsets}
+        did_commit = await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        for tp, offset in offsets.items():
+            if not did_commit:
+                self._committed_offset[tp] = before[tp]
+            elif tp in self._acked_ranges:
+                self._acked_ranges[tp].committed(offset)
+        return did_commit
 
     def _filter_tps_with_pending_acks(self, topics: Iterable | None = None) -> Iterator[TP]:
         """The partitions with acknowledged offsets (of records or of Fetches) among `topics` (None: all)."""

@@ -62,19 +62,27 @@ class AckedRanges:
         return last - first + 1
 
     def commit_offset(self, committed: int | None) -> int | None:
-        """The offset to commit (one past the run of acknowledged offsets starting at `committed`, the offset
-        committed now), dropping that run; None while the record at `committed` is unacknowledged.
+        """The offset to commit: one past the run of acknowledged offsets starting at `committed` (the offset
+        committed now); None while the record at `committed` is unacknowledged.
 
         Committed 100, acknowledged 100-149 and 150-199: 200. Acknowledged 101-199 only: None."""
         ranges = self.ranges
         if not ranges or (committed is not None and ranges[0][0] > committed):
             return None
-        end, taken = ranges[0][1], 1
-        while taken < len(ranges) and ranges[taken][0] <= end + 1:
-            end = max(end, ranges[taken][1])
-            taken += 1
-        del ranges[:taken]
+        end = ranges[0][1]
+        for first, last in ranges[1:]:
+            if first > end + 1:
+                break
+            end = max(end, last)
         return end + 1
+
+    def committed(self, offset: int) -> None:
+        """Forget the offsets below `offset`, now committed."""
+        ranges = self.ranges
+        while ranges and ranges[0][1] < offset:
+            del ranges[0]
+        if ranges and ranges[0][0] < offset:
+            ranges[0][0] = offset
 
     def __bool__(self) -> bool:
         return bool(self.ranges)
