@@ -277,15 +277,6 @@ def test_a_fetch_the_agent_has_not_taken_is_not_waited_for():
     assert not c.in_flight()
 
 
-def test_a_fetch_the_agent_has_not_taken_is_dropped_at_a_rebalance():
-    """A Fetch pulled into a batch the agent is still filling is not handled after the revoke's commit."""
-    c = consumer()
-    filling = fetch(c, 100, 149)
-    c._unacked_fetches.add(filling)
-    asyncio.run(c._finish_in_flight(60))
-    assert filling.generation != c.app.consumer_generation_id
-
-
 async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

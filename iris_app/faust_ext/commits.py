@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from faust.types import TP
 from mode.utils.futures import notify
 
-from .fetches import DROPPED, Fetch
+from .fetches import Fetch
 from .offsets import AckedRanges
 
 
@@ -79,15 +79,6 @@ class Commits:
         """The partitions with acknowledged offsets (of records or of Fetches) among `topics` (None: all)."""
         pending = {*self._acked, *(tp for tp, ranges in self._acked_ranges.items() if ranges)}
         return (tp for tp in pending if topics is None or tp in topics or tp.topic in topics)
-
-    def drop_untaken(self) -> None:
-        """Drop the Fetches delivered that the agent has not taken: their partitions' next owner reads them.
-
-        A Fetch the agent has pulled from its queue into a batch it is still filling is not taken yet: it is
-        dropped too, or the agent would classify it after the partitions' commit (read again, twice)."""
-        for fetch in [fetch for fetch in self._unacked_fetches if not fetch.taken]:
-            fetch.generation = DROPPED  # batches.batches drops it, ack_fetch ignores it
-            self._unacked_fetches.discard(fetch)
 
     def in_flight(self) -> bool:
         """Whether the agents hold records they have taken and not acknowledged (events, or Fetches)."""

@@ -19,8 +19,6 @@ from faust.types import TP
 # Records a Fetch holds at most: a larger fetch (up to max_partition_fetch_bytes, a MiB) is delivered
 # as several, so that a batch, and what a worker holds in memory, stays bounded.
 FETCH_RECORDS = 1000
-# The generation of a Fetch dropped before the agent took it (Consumer.drop_untaken): no assignment's.
-DROPPED = -1
 # Fetches the agent's queue holds before a partition is paused: enough to keep the agent busy.
 FETCHES_QUEUED = 8
 

@@ -90,7 +90,6 @@ class Consumer(consumer.Consumer):
         """Drop the records the agents have not taken (as Faust drops them at a rebalance), and wait until
         every one they have taken is acknowledged, or `seconds` pass."""
         self.app.flow_control.clear()
-        self.drop_untaken()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 while self.in_flight():
