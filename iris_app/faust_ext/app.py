@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 from faust.transport.drivers import aiokafka
 
-from .handover import Consumer
+from .consumer import Consumer
 from .producer import Producer
 from .worker import Worker
 
@@ -21,12 +21,6 @@ class App(faust.App):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, Worker=Worker, **kwargs)
-
-    async def on_stop(self) -> None:
-        """Hand the partitions over first (handover.py), then stop as Faust stops."""
-        if self._consumer is not None:
-            await self._consumer.hand_over()
-        await super().on_stop()
 
     def preflight(self) -> None:
         """What `faust worker` checks before it prints its banner or starts a service (none here)."""
