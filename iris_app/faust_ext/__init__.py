@@ -50,9 +50,13 @@ The consumer (consumer.py)
 - `Consumer._new_offset`: a commit never passes the committed offset's own record while
   it is unacknowledged. Faust commits a run of acknowledged offsets that starts one past
   it (faust-streaming #606), and a record still being handled is lost if the worker stops.
-- `Consumer.on_partitions_revoked`: revoked partitions' acknowledged offsets are committed
-  before Faust forgets them (it does, and only then stops the flow), so the next owner
-  does not read them again.
+- `Consumer.on_partitions_revoked` (commits.py): the agent first finishes the Fetches of
+  revoked partitions delivered to it (`Unacknowledged.settle`, SETTLE_SECONDS at most), then
+  their acknowledged offsets are committed before Faust forgets them (it does, and only
+  then stops the flow), so the next owner does not read them again.
+- `Consumer._commit_offsets` (commits.py): a commit the broker refuses (a rebalance under
+  way) leaves its offsets to commit. Faust counts them committed either way, and the
+  acknowledged ranges below them were forgotten: a revoke then had nothing to commit.
 - `Consumer._next_records`: no idling while a stream buffer is full. aiokafka fetches
   nothing from a broker while a paused partition's records sit unread there, so it polls
   again within 50 ms; when every buffer is full Faust sleeps a second, here it waits
