@@ -55,7 +55,7 @@ class Delivery:
     """
 
     def __init__(self, inputs: Iterable[faust.EventT | Fetch] = ()) -> None:
-        self.events: list[faust.EventT | Fetch] = list(inputs)
+        self.inputs: list[faust.EventT | Fetch] = list(inputs)
         self.sent: list[Awaitable] = []
 
     def add(self, *sent: Awaitable) -> None:
@@ -64,11 +64,11 @@ class Delivery:
     async def settle(self) -> None:
         """Wait until everything sent is delivered, then acknowledge the inputs."""
         await asyncio.gather(*self.sent)
-        acknowledge(self.events)
-        self.events, self.sent = [], []
+        acknowledge(self.inputs)
+        self.inputs, self.sent = [], []
 
     async def settle_when_idle(self, event: faust.EventT, queue: asyncio.Queue) -> None:
         """Hold `event` until its input pauses (or SETTLE_EVERY wait), then settle: one wait, many events."""
-        self.events.append(event)
-        if queue.empty() or len(self.events) >= SETTLE_EVERY:
+        self.inputs.append(event)
+        if queue.empty() or len(self.inputs) >= SETTLE_EVERY:
             await self.settle()

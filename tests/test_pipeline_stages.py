@@ -90,9 +90,9 @@ def test_input_is_acknowledged_once_every_output_it_caused_is_delivered():
         settling = asyncio.ensure_future(delivery.settle())
         sent[0].set_result(None)
         await asyncio.sleep(0)  # settle runs up to its wait: one output is still on its way
-        assert not any(event.acked for event in delivery.events)
+        assert not any(event.acked for event in delivery.inputs)
         sent[1].set_result(None)
-        acknowledged = delivery.events
+        acknowledged = delivery.inputs
         await settling
         assert all(event.acked for event in acknowledged)
 
@@ -109,6 +109,6 @@ def test_a_failed_send_fails_the_agent_and_leaves_its_input_unacknowledged():
         delivery.add(failed)
         with pytest.raises(ConnectionError, match="broker gone"):
             await delivery.settle()
-        return delivery.events
+        return delivery.inputs
 
     assert not any(event.acked for event in asyncio.run(run()))

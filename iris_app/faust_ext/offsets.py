@@ -57,8 +57,8 @@ class AckedRanges:
         ranges = self.ranges
         if ranges and ranges[-1][1] + 1 == first:  # the usual case: right after the last one
             ranges[-1][1] = last
-            return last - first + 1
-        bisect.insort(ranges, [first, last])
+        else:
+            bisect.insort(ranges, [first, last])
         return last - first + 1
 
     def commit_offset(self, committed: int | None) -> int | None:
