@@ -57,6 +57,14 @@ The consumer (consumer.py)
 - `Consumer._commit_offsets` (commits.py): a commit the broker refuses (a rebalance under
   way) leaves its offsets to commit. Faust counts them committed either way, and the
   acknowledged ranges below them were forgotten: a revoke then had nothing to commit.
+- `App.flow_control` (flow.py), `Consumer.rewind`: what Faust's flow control empties out
+  of the agents' queues is read again from its first record. Faust empties every stream
+  queue each time it resumes the flow, and a worker finishing recovery resumes it more
+  than once, the consumer delivering records in between (it seeks to the committed
+  offsets, then delivers, then Faust's own seek returns and the flow resumes again): the
+  emptied records counted as delivered, the partition read on after them, and a window's
+  count, which counts a source partition's records in offset order, skipped them when they
+  came again after the next rebalance.
 - `Consumer._next_records`: no idling while a stream buffer is full. aiokafka fetches
   nothing from a broker while a paused partition's records sit unread there, so it polls
   again within 50 ms; when every buffer is full Faust sleeps a second, here it waits

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import faust
 from faust.transport.drivers import aiokafka
+from mode.utils.objects import cached_property
 
 from .consumer import Consumer
+from .flow import FlowControl
 from .producer import Producer
 from .worker import Worker
 
@@ -21,6 +23,11 @@ class App(faust.App):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, Worker=Worker, **kwargs)
+
+    @cached_property
+    def flow_control(self) -> FlowControl:
+        """Faust's flow control, whose emptying of the agents' queues rewinds the consumer (flow.py)."""
+        return FlowControl(lambda cleared: self.consumer.rewind(cleared), loop=self.loop)
 
     def preflight(self) -> None:
         """What `faust worker` checks before it prints its banner or starts a service (none here)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from operator import attrgetter
 
 import aiokafka as aiokafka_client
@@ -16,7 +16,7 @@ from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka
-from faust.types import TP, Message
+from faust.types import TP, EventT, Message
 from mode import ServiceT
 
 from .commits import Commits
@@ -54,6 +54,7 @@ class Consumer(Commits, aiokafka.Consumer):
         # Partitions seeked in this assignment to where reading goes on (perform_seek, seek):
         # only their records are delivered.
         self._positioned: set[TP] = set()
+        self._rewinds: dict[TP, int] = {}  # partition -> where to read again from (rewind)
 
     def on_buffer_drop(self, tp: TP) -> None:
         super().on_buffer_drop(tp)
@@ -75,6 +76,8 @@ class Consumer(Commits, aiokafka.Consumer):
             while not (consumer_stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 await asyncio.sleep(0)  # records can come at once: let others run
+                if self._rewinds:
+                    await self._seek_rewinds()
                 generation = self.app.consumer_generation_id
                 for tp, records in (await self._next_records()).items():
                     track_end_offset(tp, self.highwater(tp))
@@ -176,6 +179,37 @@ class Consumer(Commits, aiokafka.Consumer):
         self.log.warning("%s: fetched offset %d after %d: reading on from %d", tp, fetched, offset - 1, start)
         await self.seek(tp, start)
 
+    def rewind(self, cleared: Iterable[Fetch | EventT]) -> None:
+        """Read each partition again from its first record in `cleared`, delivered to an agent's queue and
+        taken out of it unhandled (faust_ext.flow): else the partition reads on after them, and they come
+        again only after the next rebalance, behind later records.
+
+        Delivered up to 242, 239-242 cleared: the read offset goes back to 238, so a fetch of 243 has
+        jumped them; the drain loop seeks to 239 (_seek_rewinds) for a partition that fetches nothing more."""
+        for item in cleared:
+            if type(item) is Fetch:
+                self._unacked_fetches.done(item)  # never to be acknowledged: a revoke does not wait for it
+                tp, offset = item.tp, item.first
+            elif isinstance(item, EventT):
+                tp, offset = item.message.tp, item.message.offset
+            else:
+                continue
+            last = self._read_offset[tp]
+            if tp in self._positioned and last is not None and last >= offset:
+                self._read_offset[tp] = read_before(offset)
+                self._rewinds[tp] = offset
+
+    async def _seek_rewinds(self) -> None:
+        """Seek each partition rewound back to its first record taken out of the queues, unless a seek has
+        moved it since (perform_seek forgets the rewinds)."""
+        rewinds, self._rewinds = self._rewinds, {}
+        for tp, offset in rewinds.items():
+            if tp in self._positioned and self._read_offset[tp] == read_before(offset):
+                self.log.info(
+                    "%s: records from %d taken out of the agent's queue unhandled: read again", tp, offset
+                )
+                await self.seek(tp, offset)
+
     def _fetch_queue_of(self, tp: TP) -> FetchQueue | None:
         """The stream queue `tp`'s fetches go into whole, as Fetches; None: its records go one by one.
 
@@ -220,6 +254,7 @@ class Consumer(Commits, aiokafka.Consumer):
             committed.update({tp: earliest[tp] for tp in fresh if tp in earliest})
         self._read_offset.update({tp: read_before(offset) for tp, offset in committed.items()})
         self._positioned.update(committed)
+        self._rewinds.clear()  # delivery starts again from the committed offsets, before any of them
         self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset is not None})
 
     async def seek(self, partition: TP, offset: int) -> None:

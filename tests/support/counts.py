@@ -95,11 +95,13 @@ def count_trail(
         + " ".join(f"{p}:{min(o)}-{max(o)}({len(o)})" for p, o in d["offsets"].items() if o)
         for m, d in deltas
     ]
-    values = [
-        f"  @{m.offset} t={m.timestamp} {m.value[:200]!r}"
+    writes = [
+        m
         for m in changelog
         if m.key and f"{species}/{predicted}".encode() in m.key and str(start // 1000).encode() in m.key
     ]
+    values = [f"  @{m.offset} t={m.timestamp} {m.value[:200]!r}" for m in writes]
+    wrong = wrong_values(writes, carried)
     return "\n".join(
         [
             f"--- {window}: {len(expected)} records, {len(carried & expected)} carried by deltas, "
@@ -110,9 +112,29 @@ def count_trail(
             *listing[-60:],
             "changelog (last 10):",
             *values[-10:],
+            "changelog values whose count is not that of the records below their marks (first 5):",
+            *wrong[:5],
             "",
         ]
     )
+
+
+def wrong_values(writes: list[Message], carried: set[tuple[int, int]]) -> list[str]:
+    """The changelog values (each with the one before it) whose count differs from the number of carried
+    records at or below their own marks: where the table lost an update, or counted one twice."""
+    lines, before = [], None
+    for m in writes:
+        value = m.json() if m.value else None
+        if value is not None:
+            marks = {int(p): mark for p, mark in value["seen"].items()}
+            below = sum(1 for p, o in carried if o <= marks.get(p, -1))
+            if below != value["count"]:
+                previous = f"@{before.offset} t={before.timestamp} {before.value!r}" if before else "none"
+                lines.append(
+                    f"  @{m.offset} t={m.timestamp} {m.value!r}: {below} below its marks; before: {previous}"
+                )
+        before = m
+    return lines
 
 
 def truth_of(kafka: Kafka, keys: list[bytes], scorer) -> tuple[list[tuple[Message, str]], Counter]:

@@ -1,0 +1,99 @@
+"""The app's consumer driven without a broker: its drain loop fed given fetches, its seeks and Fetches."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP
+
+from iris_app.faust_ext.app import App
+from iris_app.faust_ext.consumer import Consumer
+from iris_app.faust_ext.fetches import Fetch
+
+IRIS_0 = TP("iris", 0)
+
+
+def consumer() -> Consumer:
+    """The app's consumer, not started: no broker is asked anything."""
+    return App("consumer-test", broker="kafka://localhost:9").consumer
+
+
+class Collected:
+    """In place of a partition's FetchQueue: the offsets of the Fetches put in it."""
+
+    def __init__(self, delivered: list[int]) -> None:
+        self.delivered = delivered
+
+    def put(self, fetch: Fetch) -> None:
+        self.delivered += [record.offset for record in fetch.records]
+
+
+def drain(consumer: Consumer, steps: list, bulk: bool = False) -> list[int]:
+    """The offsets the drain loop delivers, given what each fetch returns (offsets of `iris` partition 0) or
+    what happens between fetches (a coroutine function run with the consumer); `bulk`: a fetch at a time
+    (the classify agent's path), else record by record."""
+    delivered: list[int] = []
+    fetcher = App("fetcher", broker="kafka://localhost:9").consumer  # a service: its `_stopped` ends the loop
+
+    async def next_records() -> dict:
+        while steps:
+            step = steps.pop(0)
+            if callable(step):
+                await step(consumer)
+                continue
+            return {IRIS_0: [ConsumerRecord("iris", 0, o, 0, 0, None, b"{}", None, 0, 2, ()) for o in step]}
+        fetcher._stopped.set()
+        return {}
+
+    async def deliver(message) -> None:
+        delivered.append(message.offset)
+
+    async def nowhere(*args) -> None:
+        return None
+
+    consumer._next_records, consumer.callback, consumer._seek = next_records, deliver, nowhere
+    queue = Collected(delivered) if bulk else None
+    consumer._fetch_queue_of, consumer.highwater = lambda tp: queue, lambda tp: 0
+    consumer._wait_as_the_conductor = nowhere
+    consumer.app.topics.acks_enabled_for = lambda topic: True
+    consumer.flow_active = True
+    asyncio.run(consumer._drain_messages(fetcher))
+    return delivered
+
+
+def seek_to_committed(offset: int):
+    """A step: the consumer seeks to the committed offsets (Faust's perform_seek), `offset` for iris 0."""
+
+    async def seek(consumer: Consumer) -> None:
+        async def committed() -> dict:
+            return {IRIS_0: offset}
+
+        consumer.seek_to_committed = committed
+        consumer.assignment = lambda: {IRIS_0}  # still assigned when the committed offsets come
+        await consumer.perform_seek()
+
+    return seek
+
+
+def seeks_of(c: Consumer, earliest: int = 0) -> list[int]:
+    """The offsets `c` seeks iris 0 to, its first record at `earliest`."""
+    seeks = []
+    c_seek = c.seek
+
+    async def seek(partition, offset):
+        seeks.append(offset)
+        await c_seek(partition, offset)
+
+    async def earliest_offsets(*partitions) -> dict:
+        return {IRIS_0: earliest}
+
+    c.seek, c.earliest_offsets = seek, earliest_offsets
+    return seeks
+
+
+def fetch(c: Consumer, first: int, last: int) -> Fetch:
+    """A Fetch of iris 0's records `first` to `last`, read in `c`'s current assignment."""
+    offsets = range(first, last + 1)
+    records = [ConsumerRecord("iris", 0, o, 0, 0, None, b"{}", None, 0, 2, ()) for o in offsets]
+    return Fetch(IRIS_0, records, c.app.consumer_generation_id, c.ack_fetch)
