@@ -79,7 +79,7 @@ The hand-over (handover.py, membership.py)
   group before the rest of its stop. Faust leaves last, when the consumer's thread stops (after
   the tables close, the agents stop and the producer flushes), and the other workers wait
   meanwhile. Here the fetcher (`App._fetcher`) stops, the agents finish the records they have
-  taken (1 s at most; those left in their queues are dropped), the agents stop, the producer
+  taken (5 s at most; those left in their queues are dropped), the agents stop, the producer
   flushes, the acknowledged offsets are committed, and the worker leaves; nothing is sent after
   the leave (a table write would race the partitions' next owner). `Consumer.commit` then
   commits nothing (the partitions are another's).

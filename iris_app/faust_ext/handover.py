@@ -19,10 +19,13 @@ from faust.types import TP
 from . import consumer
 from .membership import leave_at_once
 
-# Seconds a stop or a rebalance waits for the agents to finish the records they have taken (scoring,
-# sending): those not acknowledged by then are read again by the partitions' next owner, and classified
-# twice. The other workers' rebalance waits for it.
+# Seconds a rebalance waits for the agents to finish the records they have taken (scoring, sending): those
+# not acknowledged by then are read again by the partitions' next owner, and classified twice. Every
+# worker's rebalance waits for it, so it is short.
 IN_FLIGHT_WAIT = 1.0
+# Seconds a stop waits for them: a worker catching up holds two batches of up to a thousand records, and on
+# a loaded machine they take seconds. The wait ends as soon as they are acknowledged.
+STOP_IN_FLIGHT_WAIT = 5.0
 # Seconds the commit and the leave may take (a broker out of reach): then the stop goes on without.
 LEAVE_TIMEOUT = 10.0
 
@@ -42,7 +45,7 @@ class Consumer(consumer.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def hand_over(self) -> None:
-        """Stop reading; let the agents finish the records they have taken (IN_FLIGHT_WAIT at most) and
+        """Stop reading; let the agents finish the records they have taken (STOP_IN_FLIGHT_WAIT at most) and
         stop them; deliver what they sent; commit the acknowledged offsets; leave the group. Once, at the
         app's stop. The records fetched and not taken yet are left to the partitions' next owner.
 
@@ -58,7 +61,7 @@ class Consumer(consumer.Consumer):
         await app._fetcher.stop()  # Faust's stop stops it again (a no-op) and resets it
         if assignment:
             self.pause_partitions(assignment)
-            await self._finish_in_flight(IN_FLIGHT_WAIT)
+            await self._finish_in_flight(STOP_IN_FLIGHT_WAIT)
         await app.agents.stop()  # what they still hold is not acknowledged: read again by the next owner
         try:
             async with asyncio.timeout(LEAVE_TIMEOUT):
