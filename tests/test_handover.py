@@ -87,6 +87,10 @@ def hand_overs(tmp_path_factory: pytest.TempPathFactory, scorer) -> HandOvers:
                 w.wait_ready()
             traffic = Traffic(broker.url, rate=100, samples=read_samples(REPO / "data" / "iris.csv"))
             traffic.wait_count(200, timeout=120)
+            # Caught up, records flowing on every partition: the stop finds no rebalance under way (a worker
+            # joining) and no backlog in flight, which it would be measured with.
+            caught_up = traffic.wait_handed_over(traffic.produced, timeout=120)
+            assert caught_up is None, f"records do not flow on every partition: {caught_up}"
 
             # SIGTERM worker 1: its partitions flow on worker 0 at once.
             held = by_instance(workers, broker)[instance_of(workers[1])]
