@@ -1,6 +1,6 @@
-"""Everything in iris_app that reaches into Faust's or aiokafka's internals, in one place.
+"""Everything in iris_app that reaches into Faust's, mode's or aiokafka's internals, in one place.
 
-Nothing outside this package uses a private name of Faust or aiokafka. The code is
+Nothing outside this package uses a private name of Faust, mode or aiokafka. The code is
 written for the versions in WRITTEN_FOR, and `check_versions()` stops a worker on
 any other. What it changes, and why:
 
@@ -136,7 +136,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import faust
 
-WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0", "mode-streaming": "0.7.1"}
 
 
 class IncompatibleVersion(RuntimeError):

@@ -194,14 +194,16 @@ class Consumer(Commits, aiokafka.Consumer):
                 tp, offset = item.message.tp, item.message.offset
             else:
                 continue
+            if tp not in self._positioned:
+                continue  # revoked: the next assignment seeks it
             last = self._read_offset[tp]
-            if tp in self._positioned and last is not None and last >= offset:
+            if last is not None and last >= offset:
                 self._read_offset[tp] = read_before(offset)
                 self._rewinds[tp] = offset
 
     async def _seek_rewinds(self) -> None:
         """Seek each partition rewound back to its first record taken out of the queues, unless a seek has
-        moved it since (perform_seek forgets the rewinds)."""
+        moved it since (a jump's, or perform_seek's to the committed offset, which comes before)."""
         rewinds, self._rewinds = self._rewinds, {}
         for tp, offset in rewinds.items():
             if tp in self._positioned and self._read_offset[tp] == read_before(offset):
@@ -254,7 +256,6 @@ class Consumer(Commits, aiokafka.Consumer):
             committed.update({tp: earliest[tp] for tp in fresh if tp in earliest})
         self._read_offset.update({tp: read_before(offset) for tp, offset in committed.items()})
         self._positioned.update(committed)
-        self._rewinds.clear()  # delivery starts again from the committed offsets, before any of them
         self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset is not None})
 
     async def seek(self, partition: TP, offset: int) -> None:
