@@ -5,9 +5,12 @@ Production runs against Apache Kafka; nothing else in the app knows about tansu.
 
 from __future__ import annotations
 
+import itertools
+import os
 import socket
 import subprocess
 import time
+from pathlib import Path
 from types import TracebackType
 
 
@@ -15,9 +18,32 @@ class BrokerError(RuntimeError):
     """The local broker could not be started."""
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+# Listeners take ports from 10000 up to the kernel's ephemeral range, each process walking them in turn
+# from a start given by its pid. A port in the ephemeral range can be taken by any outgoing connection
+# between free_port's answer and the listener's bind (seconds, for a worker starting), and processes
+# picking ports side by side (the tests' workers) would otherwise be given the same ones.
+_LOW, _HIGH = 10000, _ephemeral_low()
+_candidates = itertools.count(os.getpid() * 7919)
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as s:
+    """A TCP port on loopback that nothing listens on right now, outside the kernel's ephemeral range."""
+    for _ in range(200 if _HIGH - _LOW > 1000 else 0):
+        port = _LOW + next(_candidates) % (_HIGH - _LOW)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # no room below the ephemeral range, or all of it taken: any port
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import pytest
 from support.checkout import REPO
 from support.kafka import Kafka
 
+from iris_app import broker
 from iris_app.broker import free_port
 from iris_app.local import worker_command
 
@@ -105,3 +107,20 @@ def test_run_command_takes_a_free_web_port_when_6066_is_busy(tmp_path):
             process.wait(timeout=60)
     port = re.search(r"the dashboard is at http://127\.0\.0\.1:(\d+)/", banner)
     assert port and port.group(1) != "6066", f"expected a free port other than 6066 in: {banner!r}"
+
+
+def test_free_ports_lie_below_the_kernels_ephemeral_range():
+    """No outgoing connection can take a port between free_port's answer and its listener's bind."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(port < low for port in (free_port() for _ in range(50)))
+
+
+def test_free_port_passes_over_a_port_in_use(monkeypatch):
+    with socket.socket() as listener:
+        taken = free_port()
+        listener.bind(("127.0.0.1", taken))
+        listener.listen()
+        monkeypatch.setattr(broker, "_LOW", taken)
+        monkeypatch.setattr(broker, "_HIGH", taken + 2000)
+        monkeypatch.setattr(broker, "_candidates", itertools.count(0))
+        assert taken < free_port() < taken + 2000
