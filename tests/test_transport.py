@@ -6,7 +6,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from support.drain import IRIS_0, consumer, drain, fetch, seek_to_committed, seeks_of
+from support.drain import (
+    IRIS_0,
+    consumer,
+    drain,
+    fetch,
+    flow_resumes,
+    rebalance_begins,
+    seek_to_committed,
+    seeks_of,
+)
 
 from iris_app.faust_ext.consumer import Consumer
 
@@ -19,6 +28,26 @@ def test_records_fetched_before_the_seek_are_dropped(bulk):
     out of order, and taken by Faust's commit rule for the run to commit."""
     c = consumer()
     assert drain(c, [[11, 12], seek_to_committed(10), [10, 11, 12]], bulk=bulk) == [10, 11, 12]
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["record by record", "a fetch at a time"])
+def test_records_delivered_after_a_rebalance_are_delivered_once(bulk):
+    """A fetch that comes while the flow is stopped is dropped, and the partition waits for the recovery's
+    seek (to 10). Seeking on its own then, to the committed 10 too, the drain loop delivered 10 and 11
+    before the recovery's seek ended, which took the partition back to 10: 10 and 11 came twice."""
+    c = consumer()
+    seeks_of(c)
+    steps = [
+        seek_to_committed(10),
+        rebalance_begins,
+        [10, 11],
+        flow_resumes,
+        [10, 11],
+        seek_to_committed(10),
+        [12, 13],
+        [10, 11, 12, 13],
+    ]
+    assert drain(c, steps, bulk=bulk) == [10, 11, 12, 13]
 
 
 @pytest.mark.parametrize("bulk", [False, True], ids=["record by record", "a fetch at a time"])

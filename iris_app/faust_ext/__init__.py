@@ -65,6 +65,13 @@ The consumer (consumer.py)
   emptied records counted as delivered, the partition read on after them, and a window's
   count, which counts a source partition's records in offset order, skipped them when they
   came again after the next rebalance.
+- `Consumer._next_records`: no seek of its own while the flow is stopped. Faust's getmany
+  seeks every partition to its committed offset when it finds the flow stopped, and the
+  rebalance's recovery seeks them again as it resumes the flow. Each asks the broker for
+  the committed offsets; the records delivered after the first seek ended were delivered
+  again after the second (a worker taking partitions over classified a second or two of
+  their records twice). The recovery's seek is the one a partition's records wait for
+  (`_positioned`).
 - `Consumer._next_records`: no idling while a stream buffer is full. aiokafka fetches
   nothing from a broker while a paused partition's records sit unread there, so it polls
   again within 50 ms; when every buffer is full Faust sleeps a second, here it waits

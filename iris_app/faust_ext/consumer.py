@@ -267,17 +267,15 @@ class Consumer(Commits, aiokafka.Consumer):
     async def _next_records(self) -> Mapping[TP, list]:
         """The next fetched records of the partitions whose stream buffers have room.
 
-        While one buffer is full, poll again within 50 ms; while all are full, wait until one drains."""
+        While one buffer is full, poll again within 50 ms; while all are full, wait until one drains. While
+        the flow is stopped, none: unlike Faust's getmany, no seek to the committed offsets either."""
         if not self.app.client_only and self._buffered_partitions and not self._get_active_partitions():
             self._buffer_dropped.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._buffer_dropped.wait()
         records, active = await self._wait_next_records(0.05 if self._buffered_partitions else 1.0)
-        if records is None or self.should_stop:
-            return {}
-        if not self.flow_active:
-            await self.perform_seek()  # back to the committed offsets, as Faust's getmany does
-            return {}
+        if records is None or self.should_stop or not self.flow_active:
+            return {}  # the flow stopped for a rebalance: its recovery seeks to the committed offsets
         buffered = self._buffered_partitions
         return {tp: rs for tp, rs in records.items() if active is None or tp in active or tp in buffered}

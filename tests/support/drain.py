@@ -36,15 +36,17 @@ def drain(consumer: Consumer, steps: list, bulk: bool = False) -> list[int]:
     delivered: list[int] = []
     fetcher = App("fetcher", broker="kafka://localhost:9").consumer  # a service: its `_stopped` ends the loop
 
-    async def next_records() -> dict:
+    async def next_records(timeout: float) -> tuple[dict | None, None]:
         while steps:
             step = steps.pop(0)
             if callable(step):
                 await step(consumer)
                 continue
-            return {IRIS_0: [ConsumerRecord("iris", 0, o, 0, 0, None, b"{}", None, 0, 2, ()) for o in step]}
+            return {
+                IRIS_0: [ConsumerRecord("iris", 0, o, 0, 0, None, b"{}", None, 0, 2, ()) for o in step]
+            }, None
         fetcher._stopped.set()
-        return {}
+        return None, None
 
     async def deliver(message) -> None:
         delivered.append(message.offset)
@@ -52,7 +54,7 @@ def drain(consumer: Consumer, steps: list, bulk: bool = False) -> list[int]:
     async def nowhere(*args) -> None:
         return None
 
-    consumer._next_records, consumer.callback, consumer._seek = next_records, deliver, nowhere
+    consumer._wait_next_records, consumer.callback, consumer._seek = next_records, deliver, nowhere
     queue = Collected(delivered) if bulk else None
     consumer._fetch_queue_of, consumer.highwater = lambda tp: queue, lambda tp: 0
     consumer._wait_as_the_conductor = nowhere
@@ -97,3 +99,14 @@ def fetch(c: Consumer, first: int, last: int) -> Fetch:
     offsets = range(first, last + 1)
     records = [ConsumerRecord("iris", 0, o, 0, 0, None, b"{}", None, 0, 2, ()) for o in offsets]
     return Fetch(IRIS_0, records, c.app.consumer_generation_id, c.ack_fetch)
+
+
+async def rebalance_begins(consumer: Consumer) -> None:
+    """A step: a rebalance revokes the partition (its records wait for the next seek) and stops the flow."""
+    consumer._positioned.discard(IRIS_0)
+    consumer.flow_active = False
+
+
+async def flow_resumes(consumer: Consumer) -> None:
+    """A step: the rebalance's recovery resumes the flow (its seek is a step of its own)."""
+    consumer.flow_active = True
