@@ -3,8 +3,11 @@
     .venv/bin/python bench/chaos.py [--broker kafka|tansu] [--cycles 50] [--rate 100] [--down 6]
 
 Each cycle disrupts one thing, taking turns. On either broker, one of the two workers (they alternate):
-SIGKILL or SIGTERM, down `--down` seconds, then a restart on the same or on a fresh data directory; it has
-recovered when every record sent until the worker is back is classified. The broker's disruptions:
+SIGKILL or SIGTERM, down `--down` seconds and until the other worker has taken its partitions over, then a
+restart (on its web port) on the same or on a fresh data directory. The hand-over is done when every record
+sent before the signal is classified and, on every partition, one sent after it: the other worker reads
+the stopped one's partitions. It has recovered when every record sent until the worker is back is
+classified. The broker's disruptions:
 
 - `--broker kafka` (the default: three Apache Kafka nodes in KRaft mode, topics replicated three times):
   SIGKILL of the leader of an `iris` partition, SIGKILL of the group coordinator's broker, and a broker
@@ -15,11 +18,11 @@ recovered when every record sent until the worker is back is classified. The bro
 - `--broker tansu` (one memory-only broker): an outage, a TCP proxy between the workers and the broker
   dropping every connection for 20 s; it has recovered when every record sent until then is classified.
 
-Each cycle prints its recovery time and its share of records classified twice (classifications during the
-cycle that repeat a record, per record sent during it). At the end it stops producing and waits for the
-rest, then prints records lost and duplicated, cycles stalled (not recovered within 240 s), workers whose
-/health is not 200 within 60 s of the end, and a Markdown table per disruption. Not a test: it takes
-minutes.
+Each cycle prints its hand-over and recovery times and its share of records classified twice
+(classifications during the cycle that repeat a record, per record sent during it). At the end it stops
+producing and waits for the rest, then prints records lost and duplicated, cycles stalled (not recovered
+within 240 s), workers whose /health is not 200 within 60 s of the end, and a Markdown table per
+disruption. Not a test: it takes minutes.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class Outcome:
     target: str
     took: float
     missing: list[bytes]
+    handed_over: float | None = None  # seconds until the hand-over was done; None: none, or not in time
 
 
 class Chaos:
@@ -105,16 +109,22 @@ class Chaos:
     def _worker(self, action: str, cycle: int) -> Outcome:
         i = cycle % 2
         w = self.workers[i]
-        disrupted = time.monotonic()
+        number, disrupted = self.traffic.produced, time.monotonic()
         w.process.send_signal(signal.SIGKILL if action.startswith("SIGKILL") else signal.SIGTERM)
+        # Down while the other worker takes its partitions over (a killed one's after its session timeout).
+        handed_over = None
+        if self.traffic.wait_handed_over(number, timeout=TIMEOUT) is None:
+            handed_over = time.monotonic() - disrupted
         if w.process.wait(timeout=120) not in (0, -signal.SIGKILL):
             print(f"cycle {cycle + 1}: worker {i} exited with {w.process.returncode}", flush=True)
-        time.sleep(self.down)  # the worker stays down a while, as a crashed one would
+        time.sleep(max(0.0, disrupted + self.down - time.monotonic()))  # down a while, as a crashed one would
         if "fresh" in action:
             self.dirs[i] = self.tmp / f"w{i}-{cycle + 1}"
-        self.workers[i] = Worker(self.env, self.dirs[i])
+        self.workers[i] = Worker(self.env, self.dirs[i], port=w.port)  # a machine restarted keeps its address
         self.workers[i].wait_ready(timeout=180)
-        return self._recovered(f"worker {i}", disrupted)
+        recovered = self._recovered(f"worker {i}", disrupted)
+        recovered.handed_over = handed_over
+        return recovered
 
     def _outage(self) -> Outcome:
         disrupted = time.monotonic()
@@ -145,7 +155,12 @@ class Chaos:
         if action == STOPPED:
             time.sleep(max(0.0, disrupted + 30 - time.monotonic()))  # the broker stays away 30 s
         bring_back(cluster, node)
-        return Outcome(f"node {node.id}", took, missing or self.traffic.wait_classified(timeout=TIMEOUT))
+        return Outcome(
+            f"node {node.id}",
+            took,
+            missing or self.traffic.wait_classified(timeout=TIMEOUT),
+            None if missing else took,
+        )
 
     def close(self) -> None:
         self.traffic.close()
@@ -177,7 +192,8 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="iris-chaos-"))
     print(f"logs in {tmp}", flush=True)
-    cycles: dict[str, list[tuple[float, int, int]]] = {}  # disruption -> (recovery s, duplicates, sent)
+    # disruption -> (hand-over s or None, recovery s, duplicates, sent)
+    cycles: dict[str, list[tuple[float | None, float, int, int]]] = {}
     failures = 0
     with contextlib.ExitStack() as stack:
         broker, proxy, settings = start_broker(args.broker, tmp, stack)
@@ -191,10 +207,13 @@ def main() -> None:
                 sent, duplicated = len(traffic.sent), traffic.duplicated()
                 outcome = chaos.disrupt(action, cycle)
                 sent, duplicated = len(traffic.sent) - sent, traffic.duplicated() - duplicated
-                cycles.setdefault(action, []).append((outcome.took, duplicated, sent))
+                cycles.setdefault(action, []).append((outcome.handed_over, outcome.took, duplicated, sent))
                 failures += bool(outcome.missing)
+                handed = (
+                    "" if outcome.handed_over is None else f"handed over in {outcome.handed_over:.1f} s, "
+                )
                 print(
-                    f"cycle {cycle + 1}/{args.cycles}: {action} ({outcome.target}): recovered in"
+                    f"cycle {cycle + 1}/{args.cycles}: {action} ({outcome.target}): {handed}recovered in"
                     f" {outcome.took:.1f} s; {100 * duplicated / max(sent, 1):.1f} % classified twice"
                     + (f", {len(outcome.missing)} records still missing" if outcome.missing else ""),
                     flush=True,
@@ -222,14 +241,17 @@ def main() -> None:
     print(f"unhealthy (workers whose /health is not 200 at the end): {len(unhealthy)}")
     for line in unhealthy:
         print(f"  {line}")
-    print("\n| disruption | cycles | median recovery s | max recovery s | duplicates % |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| disruption | cycles | median hand-over s | median recovery s | max recovery s | duplicates % |"
+    )
+    print("|---|---|---|---|---|---|")
     for action, results in cycles.items():
-        times = [took for took, _, _ in results]
-        share = 100 * sum(d for _, d, _ in results) / max(sum(s for _, _, s in results), 1)
-        print(
-            f"| {action} | {len(results)} | {statistics.median(times):.1f} | {max(times):.1f} | {share:.1f} |"
-        )
+        handed = [h for h, _, _, _ in results if h is not None]
+        median_handed = f"{statistics.median(handed):.1f}" if handed else "–"
+        times = [took for _, took, _, _ in results]
+        share = 100 * sum(d for _, _, d, _ in results) / max(sum(s for _, _, _, s in results), 1)
+        median, longest = statistics.median(times), max(times)
+        print(f"| {action} | {len(results)} | {median_handed} | {median:.1f} | {longest:.1f} | {share:.1f} |")
     sys.exit(1 if missing or failures else 0)
 
 

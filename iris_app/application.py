@@ -18,6 +18,7 @@ from .cluster import Cluster, describe_cluster, wait_for_topics
 from .connection import BrokerUnreachable, check_reachable
 from .faust_ext import IncompatibleVersion, check_env_settings, check_versions
 from .faust_ext.app import App
+from .faust_ext.membership import instance_id
 from .faust_ext.schema import raw_schema
 from .model_checks import Check, checked_scorer
 from .models import AccuracyDelta, WindowCount, WindowDelta
@@ -56,6 +57,9 @@ class IrisApp(App):
             topic_partitions=settings.partitions,
             # Kafka's own former default: a new worker joins in seconds, not half a minute.
             broker_session_timeout=10.0,
+            # A worker learns of a rebalance at its next heartbeat: one that stops hands over in a second or
+            # two (faust_ext.handover), not Faust's three.
+            broker_heartbeat_interval=1.0,
             # Don't wait for streams to drain before a rebalance or shutdown: the classify agent
             # holds events unacknowledged in its batches, and the wait can then last forever. Offsets
             # are committed only up to acknowledged events, so nothing is lost: the next owner
@@ -162,6 +166,7 @@ class IrisApp(App):
         self.min_insync_replicas = min_insync
         if cluster.is_tansu and self.settings.producer_max_batch_size is None:
             self.producer.max_batch_size = 1
+        self.join_as(cluster)
         self.log.info(
             "Kafka cluster %s: %d broker(s); topics made with %d replica(s), min.insync.replicas %d",
             cluster.cluster_id,
@@ -169,6 +174,21 @@ class IrisApp(App):
             replicas,
             min_insync,
         )
+
+    def join_as(self, cluster: Cluster) -> None:
+        """Join the group as a static member, with IRIS_GROUP_INSTANCE_ID or the id of the data directory
+        and web address (faust_ext.membership.instance_id), where every broker takes one (not tansu: it
+        rebalances on a static member's return and ignores its leave); else as a new member at each
+        start. Before the consumer starts."""
+        wanted = self.settings.group_instance_id
+        if wanted == "none":
+            return
+        if not cluster.static_membership or cluster.is_tansu:
+            self.log.info("The brokers take no static members: the worker joins as a new member")
+            return
+        url = str(self.conf.canonical_url)
+        self.conf.consumer_group_instance_id = wanted or instance_id(Path(self.conf.appdir), url)
+        self.log.info("Joining the group as static member %s", self.conf.consumer_group_instance_id)
 
 
 def stop(message: str, code: int) -> None:

@@ -9,11 +9,13 @@ from typing import NamedTuple
 from aiokafka.admin import AIOKafkaAdminClient
 
 from .connection import Connection, check_reachable
+from .faust_ext.membership import static_membership_supported
 
 
 class Cluster(NamedTuple):
     brokers: int
     cluster_id: str
+    static_membership: bool = False  # every broker takes a group instance id (Kafka 2.3 and later)
 
     @property
     def is_tansu(self) -> bool:
@@ -22,15 +24,17 @@ class Cluster(NamedTuple):
 
 
 async def describe_cluster(kafka: Connection, timeout: float = 10.0) -> Cluster:
-    """How many brokers the cluster has, and its id; BrokerUnreachable (with its cause) if none answers."""
+    """How many brokers the cluster has, its id, and whether they take static members; BrokerUnreachable
+    (with its cause) if none answers."""
     await check_reachable(kafka, timeout)
     admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=int(timeout * 1000))
     await admin.start()
     try:
         described = await admin.describe_cluster()
+        static = await static_membership_supported(admin)
     finally:
         await admin.close()
-    return Cluster(len(described["brokers"]), described["cluster_id"] or "")
+    return Cluster(len(described["brokers"]), described["cluster_id"] or "", static)
 
 
 async def wait_for_topics(kafka: Connection, names: Iterable[str], timeout: float = 30.0) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ __all__ = ["Settings", "SettingsError"]
 
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+# A Kafka group instance id: what Kafka takes (JoinGroupRequest.validateGroupInstanceId).
+INSTANCE_ID = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 BOOLEANS = {
     **dict.fromkeys(("1", "true", "yes", "on"), True),
     **dict.fromkeys(("0", "false", "no", "off"), False),
@@ -37,6 +40,9 @@ class Settings:
     min_accuracy: float = 0.9  # a model must label this share of the bundled data right to serve
     model_check_seconds: float = 60.0  # a model's check may take this long
     faust_pages: bool = False  # Faust's own pages (/router/, /table/, ...) served beside the app's
+    # The worker's static group membership: None, the id kept in its data directory; "none", no static
+    # membership (a new member at each start).
+    group_instance_id: str | None = None
 
     @property
     def window_ms(self) -> int:
@@ -99,6 +105,11 @@ class Settings:
         batch = get("IRIS_PRODUCER_MAX_BATCH_SIZE")
         replicas = get("IRIS_REPLICATION_FACTOR")
         min_insync = get("IRIS_MIN_INSYNC_REPLICAS")
+        instance = get("IRIS_GROUP_INSTANCE_ID")
+        if instance is not None and (not INSTANCE_ID.fullmatch(instance) or instance in (".", "..")):
+            raise SettingsError(
+                f"IRIS_GROUP_INSTANCE_ID={instance!r}: up to 249 letters, digits, '.', '_' and '-' (or none)"
+            )
         compression = (get("IRIS_COMPRESSION") or "none").lower()
         if compression not in COMPRESSIONS:
             raise SettingsError(f"IRIS_COMPRESSION={compression!r} is not one of {', '.join(COMPRESSIONS)}")
@@ -141,4 +152,5 @@ class Settings:
                 "IRIS_MODEL_CHECK_SECONDS", defaults.model_check_seconds, integer=False, minimum=0.001
             ),
             faust_pages=flag("IRIS_FAUST_PAGES", defaults.faust_pages),
+            group_instance_id=instance,
         )

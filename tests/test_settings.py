@@ -19,6 +19,7 @@ def test_defaults_are_the_specs():
     assert settings.partitions == 4
     assert settings.producer_max_batch_size is None
     assert settings.faust_pages is False
+    assert settings.group_instance_id is None  # the id of the data directory
 
 
 def test_every_setting_is_read():
@@ -32,6 +33,7 @@ def test_every_setting_is_read():
             "IRIS_PARTITIONS": "8",
             "IRIS_PRODUCER_MAX_BATCH_SIZE": "1",
             "IRIS_FAUST_PAGES": "true",
+            "IRIS_GROUP_INSTANCE_ID": "rack-1.worker_2",
         }
     )
     assert settings == Settings(
@@ -43,6 +45,7 @@ def test_every_setting_is_read():
         partitions=8,
         producer_max_batch_size=1,
         faust_pages=True,
+        group_instance_id="rack-1.worker_2",
     )
 
 
@@ -63,6 +66,8 @@ def test_every_setting_is_read():
         ("IRIS_PARTITIONS", "four", "IRIS_PARTITIONS='four' is not an integer"),
         ("IRIS_PRODUCER_MAX_BATCH_SIZE", "0", "IRIS_PRODUCER_MAX_BATCH_SIZE='0' must be >= 1"),
         ("IRIS_FAUST_PAGES", "maybe", "IRIS_FAUST_PAGES='maybe' is not a boolean"),
+        ("IRIS_GROUP_INSTANCE_ID", "worker 1", "IRIS_GROUP_INSTANCE_ID='worker 1': up to 249 letters"),
+        ("IRIS_GROUP_INSTANCE_ID", "..", "IRIS_GROUP_INSTANCE_ID='..': up to 249 letters"),
     ],
 )
 def test_a_bad_value_is_refused_with_its_name(name, value, error):

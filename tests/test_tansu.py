@@ -1,7 +1,8 @@
 """The embedded default's broker, tansu: the pipeline runs on it, and a restarted worker goes on counting.
 
 The suite runs on Apache Kafka; this checks what `make run` needs of tansu, including the work-around
-the worker applies by itself there (one record per producer batch, found from the cluster's id).
+the worker applies by itself there (one record per producer batch, found from the cluster's id; no
+static group membership).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def test_tansu_runs_the_pipeline_through_a_restart(tansu: LocalBroker, scorer, t
     try:
         worker.wait_ready()
         assert any("1 broker(s)" in line for line in worker.lines), "the worker did not describe the cluster"
+        assert any("take no static members" in line for line in worker.lines), "a static member on tansu"
         send(kafka, before, stamp)
         assert window_counts(kafka, stamp, truth) == dict(truth), "the first records are not counted"
         worker.stop()

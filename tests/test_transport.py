@@ -18,6 +18,7 @@ from support.drain import (
 )
 
 from iris_app.faust_ext.consumer import Consumer
+from iris_app.faust_ext.fetches import Fetch
 
 
 @pytest.mark.parametrize("bulk", [False, True], ids=["record by record", "a fetch at a time"])
@@ -174,26 +175,38 @@ def test_a_fetch_read_before_a_rebalance_is_not_acknowledged():
     assert c._new_offset(IRIS_0) is None
 
 
-def test_a_revoke_waits_for_the_agent_to_acknowledge_the_fetches_it_has():
-    async def revoke_while_the_agent_finishes() -> tuple[list, list]:
+def taken(c: Consumer, first: int, last: int) -> Fetch:
+    """A Fetch delivered to the agent and taken by it (being handled)."""
+    handled = fetch(c, first, last)
+    handled.taken = True
+    c._unacked_fetches.add(handled)
+    return handled
+
+
+def test_a_rebalance_waits_for_the_agent_to_acknowledge_the_fetches_it_has_taken():
+    async def revoke_while_the_agent_finishes() -> list:
         c = consumer()
-        handled = fetch(c, 100, 149)
-        c._unacked_fetches.add(handled)
-        asyncio.get_running_loop().call_soon(handled.ack)  # the agent, done with it
-        left = await c._unacked_fetches.settle({IRIS_0}, c.app.consumer_generation_id, timeout=60)
-        return left, c._acked_ranges[IRIS_0].ranges
+        asyncio.get_running_loop().call_soon(taken(c, 100, 149).ack)  # the agent, done with it
+        await c._finish_in_flight(60)
+        return c._acked_ranges[IRIS_0].ranges
 
-    assert asyncio.run(revoke_while_the_agent_finishes()) == ([], [[100, 149]])
+    assert asyncio.run(revoke_while_the_agent_finishes()) == [[100, 149]]
 
 
-def test_a_revoke_waits_for_an_unfinished_fetch_no_longer_than_its_limit():
-    async def revoke_with_the_agent_stuck() -> list:
+def test_a_rebalance_waits_for_a_fetch_unfinished_no_longer_than_its_limit():
+    async def revoke_with_the_agent_stuck() -> bool:
         c = consumer()
-        stuck = fetch(c, 100, 149)
-        c._unacked_fetches.add(stuck)
-        return await c._unacked_fetches.settle({IRIS_0}, c.app.consumer_generation_id, timeout=0.1)
+        taken(c, 100, 149)
+        await c._finish_in_flight(0.1)
+        return c.in_flight()
 
-    assert [(f.first, f.last) for f in asyncio.run(revoke_with_the_agent_stuck())] == [(100, 149)]
+    assert asyncio.run(revoke_with_the_agent_stuck())
+
+
+def test_a_fetch_the_agent_has_not_taken_is_not_waited_for():
+    c = consumer()
+    c._unacked_fetches.add(fetch(c, 100, 149))  # still in the agent's queue: the next owner reads it
+    assert not c.in_flight()
 
 
 def test_a_partition_revoked_while_seeking_is_left_to_the_next_seek():

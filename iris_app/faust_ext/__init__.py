@@ -15,15 +15,16 @@ The consumer (consumer.py)
   a fetch at a time: its new records, as aiokafka fetched them, in a `Fetch` (of up to
   FETCH_RECORDS) put into the stream's queue. It replaces the conductor's per-message
   coroutines (flow control, the producer buffer's wait, decoding: here once per fetch) and
-  Faust's Message, Event,
-  queue put and stream step per record. A fetch with a gap is delivered up to it, and
+  Faust's Message, Event, queue put and stream step per record. A fetch with a gap is delivered up to it, and
   read again from it (as a jump, below). `FetchQueue` pauses the partition while the
   queue holds FETCHES_QUEUED fetches (mode's pressure marks count items: Faust's would
   let thousands of fetches in).
-- `Consumer.ack_fetch`, `_new_offset`, `_filter_tps_with_pending_acks` (offsets.py): a
-  Fetch is acknowledged as one range of offsets (`AckedRanges`), not offset by offset into
-  Faust's lists, and a commit reaches the end of the run of ranges that starts at the
-  committed offset; a Fetch read before a rebalance is not acknowledged.
+- `Consumer.ack_fetch`, `_new_offset`, `_filter_tps_with_pending_acks` (commits.py,
+  offsets.py): a Fetch is acknowledged as one range of offsets (`AckedRanges`), not offset
+  by offset into Faust's lists, and a commit reaches the end of the run of ranges that
+  starts at the committed offset; a Fetch read before a rebalance is not acknowledged.
+  `Consumer.in_flight` tells the hand-over of the events and Fetches the agents have taken
+  and not acknowledged (Fetches are not in Faust's set of unacknowledged messages).
 - `Consumer._assignment_changed`: a delivery that waits out a rebalance (the conductor
   waits while the flow is stopped) is not marked read, and the rest of its fetch is
   dropped. The new assignment has set the read offset from the committed offset;
@@ -44,16 +45,15 @@ The consumer (consumer.py)
   as if committed there (Faust leaves its read offset unset, and a fetch that begins
   past records dropped before the seek looked like no jump: they were never counted,
   and the next commit passed them), not where its fetch had got to before a rebalance
-  dropped what it fetched. Partitions
-  revoked while it seeks are left to the next assignment's seek (seeking them would crash
-  the fetcher, and the worker would read nothing more).
+  dropped what it fetched. Partitions revoked while it seeks are left to the next
+  assignment's seek (seeking them would crash the fetcher, and the worker would read
+  nothing more).
 - `Consumer._new_offset`: a commit never passes the committed offset's own record while
   it is unacknowledged. Faust commits a run of acknowledged offsets that starts one past
   it (faust-streaming #606), and a record still being handled is lost if the worker stops.
-- `Consumer.on_partitions_revoked` (commits.py): the agent first finishes the Fetches of
-  revoked partitions delivered to it (`Unacknowledged.settle`, SETTLE_SECONDS at most), then
-  their acknowledged offsets are committed before Faust forgets them (it does, and only
-  then stops the flow), so the next owner does not read them again.
+- `Consumer.on_partitions_revoked` (commits.py): revoked partitions' acknowledged offsets
+  are committed before Faust forgets them (it does, and only then stops the flow), so the next owner
+  does not read them again.
 - `Consumer._commit_offsets` (commits.py): a commit the broker refuses (a rebalance under
   way) leaves its offsets to commit. Faust counts them committed either way, and the
   acknowledged ranges below them were forgotten: a revoke then had nothing to commit.
@@ -80,6 +80,33 @@ The consumer (consumer.py)
   1.5 s. Kafka answers as soon as records arrive, but tansu holds the fetch the whole
   time: with 1.5 s, records wait about half a second (p50 at 2,000/s).
 - `ConsumerThread.on_start` reads past records aiokafka cannot decode (records.py).
+
+The hand-over (handover.py, membership.py)
+- `Consumer.hand_over`, called first by `App.on_stop` (app.py): a stopping worker leaves its
+  group before the rest of its stop. Faust leaves last, when the consumer's thread stops (after
+  the tables close, the agents stop and the producer flushes), and the other workers wait
+  meanwhile. Here the fetcher (`App._fetcher`) stops, the agents finish the records they have
+  taken (5 s at most; those left in their queues are dropped), the agents stop, the producer
+  flushes, the acknowledged offsets are committed, and the worker leaves; nothing is sent after
+  the leave (a table write would race the partitions' next owner). `Consumer.commit` then
+  commits nothing (the partitions are another's).
+- `Consumer.on_partitions_revoked` (handover.py): before a rebalance, the revoked partitions
+  are paused and the agents finish the records they have taken (1 s at most), so that the
+  commit of the revoked partitions covers them; Faust drops them (it clears the queues and
+  stops the flow, after which an event is not acknowledged) and the next owner classified them
+  again. The flow stays on meanwhile (an acknowledgement while it is stopped counts for
+  nothing). A commit under way (Faust's timer) is waited for first: Faust skips a commit asked for
+  while one is under way (`Consumer.maybe_wait_for_commit_to_finish`), and the revoked
+  partitions' was lost. The same wait comes before the stop's commit.
+- `membership.leave_at_once`: closes aiokafka's group coordinator (no more heartbeats, no
+  rejoin; a dynamic member's LeaveGroup is aiokafka's), then leaves as a static member with
+  `LeaveGroup` v3 through aiokafka's client: aiokafka sends no LeaveGroup for a static member
+  (as Kafka's Java client), and its partitions would wait out the session timeout. aiokafka
+  0.14 defines LeaveGroup v0 and v1 only; v3 (member id and group instance id) is built here.
+- `membership.static_membership_supported`: the brokers' ApiVersions, asked through the admin
+  client's own client (`AIOKafkaAdminClient._client`), say whether they take a group instance
+  id (JoinGroup v5, LeaveGroup v3). The id itself goes in Faust's own setting
+  `consumer_group_instance_id` (application.py `join_as`; not on tansu).
 
 The record reader (records.py)
 - `read_past_undecodable` replaces aiokafka.consumer.fetcher's `MemoryRecords` and
@@ -109,7 +136,8 @@ The producer (producer.py)
   start (after the producer's first fetch), so that Faust's router knows their partitions.
 
 The rest
-- `App` (app.py): the Faust app hooks that install this consumer and producer, and the worker.
+- `App` (app.py): the Faust app hooks that install this consumer and producer, and the worker,
+  and the stop that hands the partitions over first.
 - `Worker`, `CommandWorker`, `AppCommand` (worker.py): Ctrl-C stops a worker or a command
   without mode's `-INT- -INT- -INT- -INT- -INT- -INT-` line (`Worker._on_sigint`), by the
   same stop SIGTERM schedules. A command takes `AppCommand` as its base to run in a
@@ -119,8 +147,7 @@ The rest
   sensor calls per event, more than scoring the record). `batches.acknowledge` leaves the
   events and Fetches read before a rebalance (their offsets would enter the new
   assignment's acknowledged offsets, and a commit before its seek would pass records
-  not read yet). Fetches are not in Faust's set of unacknowledged messages: the app sets
-  `stream_wait_empty` off, so nothing waits on that set.
+  not read yet). A Fetch yielded is marked `taken`: a rebalance or a stop waits for it.
 - `tables.EventTimeTable`: windows expire by event time. Faust expires them by
   time.time() (`Table._del_old_keys`), so replayed or late data loses windows still
   open in event time; only those it saw set since it started (never those restored),

@@ -6,8 +6,8 @@ import faust
 from faust.transport.drivers import aiokafka
 from mode.utils.objects import cached_property
 
-from .consumer import Consumer
 from .flow import FlowControl
+from .handover import Consumer
 from .producer import Producer
 from .worker import Worker
 
@@ -28,6 +28,12 @@ class App(faust.App):
     def flow_control(self) -> FlowControl:
         """Faust's flow control, whose emptying of the agents' queues rewinds the consumer (flow.py)."""
         return FlowControl(lambda cleared: self.consumer.rewind(cleared), loop=self.loop)
+
+    async def on_stop(self) -> None:
+        """Hand the partitions over first (handover.py), then stop as Faust stops."""
+        if self._consumer is not None:
+            await self._consumer.hand_over()
+        await super().on_stop()
 
     def preflight(self) -> None:
         """What `faust worker` checks before it prints its banner or starts a service (none here)."""

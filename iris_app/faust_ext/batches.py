@@ -41,6 +41,8 @@ async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncItera
             continue
         generation = app.consumer_generation_id
         fetches = [fetch for fetch in batch if fetch.generation == generation]
+        for fetch in fetches:
+            fetch.taken = True  # a rebalance or a stop waits for it (faust_ext.handover)
         if fetches:
             yield fetches
 

@@ -10,13 +10,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 
 from faust.types import TP
+from mode.utils.futures import notify
 
-from .fetches import Fetch, Unacknowledged
+from .fetches import Fetch
 from .offsets import AckedRanges
-
-# How long a revoke waits for the agent to finish the Fetches of revoked partitions it has: their
-# records are then committed, not read again by the next owner (a batch takes milliseconds).
-SETTLE_SECONDS = 2.0
 
 
 class Commits:
@@ -25,7 +22,7 @@ class Commits:
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._acked_ranges: defaultdict[TP, AckedRanges] = defaultdict(AckedRanges)  # of Fetches (ack_fetch)
-        self._unacked_fetches = Unacknowledged()
+        self._unacked_fetches: set[Fetch] = set()  # delivered, not acknowledged yet
 
     async def _commit_if_due(self, generation: int) -> bool:
         """Commit if `broker_commit_every` records have been acknowledged since the last commit; whether the
@@ -39,7 +36,8 @@ class Commits:
     def ack_fetch(self, fetch: Fetch) -> None:
         """Acknowledge every record of `fetch`, if it was read in the current assignment (one read before a
         rebalance is read again from the committed offset, as Faust's stream drops its events)."""
-        self._unacked_fetches.done(fetch)
+        self._unacked_fetches.discard(fetch)
+        notify(self._waiting_for_ack)  # wakes a wait for the records in flight, as Faust's ack does
         if self._assignment_changed(fetch.generation):
             return
         tp, first, committed = fetch.tp, fetch.first, self._committed_offset.get(fetch.tp)
@@ -82,21 +80,21 @@ class Commits:
         pending = {*self._acked, *(tp for tp, ranges in self._acked_ranges.items() if ranges)}
         return (tp for tp in pending if topics is None or tp in topics or tp.topic in topics)
 
+    def in_flight(self) -> bool:
+        """Whether the agents hold records they have taken and not acknowledged (events, or Fetches)."""
+        return any(fetch.taken for fetch in self._unacked_fetches) or any(
+            not message.acked for message in self._unacked_messages
+        )
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        """Let the agent finish the Fetches of revoked partitions it has (SETTLE_SECONDS at most), commit
-        their acknowledged offsets, then let Faust forget them: the next owner reads little again."""
+        """Commit the acknowledged offsets of revoked partitions, then let Faust forget them."""
         self._positioned.difference_update(revoked)  # delivery of their records stops here
         if revoked and not self.app.should_stop:
-            left = await self._unacked_fetches.settle(
-                revoked, self.app.consumer_generation_id, SETTLE_SECONDS
-            )
-            if left:
-                self.log.info("Revoked with %d fetches unfinished, read again by the next owner", len(left))
             try:
                 await self.commit(revoked)
             except Exception as exc:  # the next owner reads them again: at least once
                 self.log.warning("Could not commit revoked partitions: %r", exc)
-        self._unacked_fetches.forget(revoked)
+        self._unacked_fetches = {fetch for fetch in self._unacked_fetches if fetch.tp not in revoked}
         for tp in revoked:
             self._acked_ranges.pop(tp, None)
         await super().on_partitions_revoked(revoked)

@@ -188,7 +188,7 @@ class Consumer(Commits, aiokafka.Consumer):
         jumped them; the drain loop seeks to 239 (_seek_rewinds) for a partition that fetches nothing more."""
         for item in cleared:
             if type(item) is Fetch:
-                self._unacked_fetches.done(item)  # never to be acknowledged: a revoke does not wait for it
+                self._unacked_fetches.discard(item)  # never to be acknowledged
                 tp, offset = item.tp, item.first
             elif isinstance(item, EventT):
                 tp, offset = item.message.tp, item.message.offset
@@ -210,7 +210,10 @@ class Consumer(Commits, aiokafka.Consumer):
                 self.log.info(
                     "%s: records from %d taken out of the agent's queue unhandled: read again", tp, offset
                 )
-                await self.seek(tp, offset)
+                try:
+                    await self.seek(tp, offset)
+                except IllegalStateError:  # revoked meanwhile: the next assignment seeks it
+                    return
 
     def _fetch_queue_of(self, tp: TP) -> FetchQueue | None:
         """The stream queue `tp`'s fetches go into whole, as Fetches; None: its records go one by one.

@@ -10,9 +10,7 @@ delivered, as one range of offsets (offsets.AckedRanges).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
@@ -28,12 +26,13 @@ FETCHES_QUEUED = 8
 class Fetch:
     """A partition's records of one fetch, in offset order without gaps: delivered and acknowledged as one."""
 
-    __slots__ = ("tp", "records", "generation", "_ack")
+    __slots__ = ("tp", "records", "generation", "taken", "_ack")
 
     def __init__(
         self, tp: TP, records: Sequence[ConsumerRecord], generation: int, ack: Callable[[Fetch], None]
     ) -> None:
         self.tp, self.records, self.generation, self._ack = tp, records, generation, ack
+        self.taken = False  # by the agent (batches.batches): being handled, no longer in its queue
 
     @property
     def first(self) -> int:
@@ -49,41 +48,6 @@ class Fetch:
 
     def __repr__(self) -> str:
         return f"<Fetch {self.tp.topic}[{self.tp.partition}] {self.first}-{self.last} gen {self.generation}>"
-
-
-class Unacknowledged:
-    """Fetches delivered to the agent and not acknowledged yet, and a wait until a partition's are."""
-
-    def __init__(self) -> None:
-        self.fetches: set[Fetch] = set()
-        self._acked = asyncio.Event()
-
-    def add(self, fetch: Fetch) -> None:
-        self.fetches.add(fetch)
-
-    def done(self, fetch: Fetch) -> None:
-        self.fetches.discard(fetch)
-        self._acked.set()
-
-    def of(self, tps: Collection[TP], generation: int) -> list[Fetch]:
-        """Those of partitions `tps` read in `generation`."""
-        return [fetch for fetch in self.fetches if fetch.generation == generation and fetch.tp in tps]
-
-    async def settle(self, tps: Collection[TP], generation: int, timeout: float) -> list[Fetch]:
-        """Wait until the agent has acknowledged every Fetch of `tps` read in `generation`, at most `timeout`
-        seconds; the Fetches left unacknowledged."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (left := self.of(tps, generation)) and loop.time() < deadline:
-            self._acked.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
-                    await self._acked.wait()
-        return left
-
-    def forget(self, tps: Collection[TP]) -> None:
-        """Drop those of `tps`: revoked, they are read again by the partitions' next owner."""
-        self.fetches = {fetch for fetch in self.fetches if fetch.tp not in tps}
 
 
 class FetchQueue:

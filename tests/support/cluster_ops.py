@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 
 from iris_app.kafka_server import KafkaCluster, Node
@@ -93,3 +94,23 @@ def bring_back(cluster: KafkaCluster, node: Node, timeout: float = 90) -> None:
     cluster.start(node)
     cluster.wait_until_started(node)
     fully_replicated(cluster, timeout)
+
+
+def assignments(cluster: KafkaCluster, group: str = GROUP) -> dict[str, set[tuple[str, int]]]:
+    """Each member of `group` (by member id) and the partitions it holds, as the group's coordinator says.
+    A static member's id is its group instance id, a '-' and a random part."""
+
+    async def describe(admin: AIOKafkaAdminClient) -> dict[str, set[tuple[str, int]]]:
+        [response] = await admin.describe_consumer_groups([group])
+        [described] = response.groups
+        members = described[5]  # (member_id, client_id, client_host, metadata, assignment)
+        return {
+            member[0]: {
+                (topic, partition)
+                for topic, partitions in ConsumerProtocolMemberAssignment.decode(member[4]).assignment
+                for partition in partitions
+            }
+            for member in members
+        }
+
+    return ask(cluster, describe)

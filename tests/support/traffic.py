@@ -26,6 +26,7 @@ class Traffic:
         self.sent: list[bytes] = []  # keys whose record the broker acknowledged, in order
         self.produced = 0  # records handed to the producer so far: t0 … t<produced - 1>
         self.failed: set[bytes] = set()  # keys whose send failed (never acknowledged)
+        self.partition_of: dict[bytes, int] = {}  # key sent -> its partition of `iris`
         self.classified: Counter[bytes] = Counter()  # key -> times seen on iris-classified
         self._positions: dict[TopicPartition, int] = {}
         self._seen = threading.Condition()
@@ -72,6 +73,7 @@ class Traffic:
             if not future.done():
                 left.append((key, future))
             elif future.exception() is None:
+                self.partition_of[key] = future.result().partition
                 self.sent.append(key)
             else:
                 self.failed.add(key)
@@ -149,6 +151,27 @@ class Traffic:
                 for key in (b"t%d" % i for i in range(through, number))
                 if key not in self.classified and key not in self.failed
             ]
+
+    def wait_handed_over(self, number: int, timeout: float) -> list[bytes] | None:
+        """Wait until every record numbered below `number` is classified (or its send failed), and on every
+        partition of `iris` one record numbered `number` or above is classified too: records flow on every
+        partition again. None once so; else the keys numbered below `number` still missing at the timeout
+        ([] when only some partition had no later record classified yet)."""
+        deadline = time.monotonic() + timeout
+        missing = self.wait_produced(number, timeout)
+        if missing:
+            return missing
+        partitions = Settings().partitions
+        start = len(self.sent)  # the keys before it are numbered below `number` (sent in about that order)
+        while start and int(self.sent[start - 1][1:]) >= number - 1000:
+            start -= 1
+
+        def flowing() -> bool:
+            later = (key for key in self.sent[start:] if int(key[1:]) >= number and key in self.classified)
+            return len({self.partition_of[key] for key in later}) == partitions
+
+        with self._seen:
+            return None if self._seen.wait_for(flowing, max(0.0, deadline - time.monotonic())) else []
 
     def duplicated(self) -> int:
         """Classifications so far that repeat a record already classified."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -24,24 +25,35 @@ NO_GENERATOR = {"IRIS_GENERATOR_INTERVAL": "0"}
 # Faust's own settings, by environment, for every process the tests start (conftest.py; benchmarks run
 # with the app's): tansu holds a JoinGroup for half the session timeout, and a killed worker stays in
 # the group for one. 6 s, not the app's 10, about halves the time the multi-worker tests spend
-# rebalancing (the heartbeat stays a third of it, as Kafka advises).
-QUICK_REBALANCE = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "2"}
+# rebalancing. The heartbeat is the app's (a worker learns of a rebalance at its next one).
+QUICK_REBALANCE = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
 
 
 class Worker:
     """A `faust -A iris_app worker` process; its output is kept and watched for a line."""
 
     def __init__(
-        self, env: dict[str, str], datadir: Path, checkout: Path = REPO, advertise: str | None = None
+        self,
+        env: dict[str, str],
+        datadir: Path,
+        checkout: Path = REPO,
+        advertise: str | None = None,
+        port: int | None = None,
     ) -> None:
         """`advertise`: the web address the worker gives the group (Faust's NODE_CANONICAL_URL), for the
-        other workers to reach it by; else its own."""
+        other workers to reach it by; else its own. `port`: its web port (a worker restarted where it ran
+        before, say); else a free one."""
         self.lines: list[str] = []
         self.datadir = datadir
         self._ready = threading.Event()
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = f"{datadir}-{self.port}.log"  # its whole output, kept beside its data directory
+        # Its whole output, beside its data directory (one restarted on the same port: a log of its own).
+        self.log = next(
+            log
+            for n in itertools.count()
+            if not Path(log := f"{datadir}-{self.port}{f'-{n}' if n else ''}.log").exists()
+        )
         if advertise is None:
             web = ["--web-port", str(self.port)]
         else:  # --web-port would set the advertised address too: the port goes by Faust's variable
