@@ -6,10 +6,16 @@
   (the stop itself is logged at info level, "Signal received: SIGINT").
 - `faust worker` runs the app's `preflight()` as its Worker is made, before the command
   prints its banner: a worker that cannot start says so in one line, not under forty.
+- Once the worker is ready, what its start-up made (Faust, the app, the JVM bridge) is moved
+  out of the reach of Python's cyclic garbage collector (`gc.freeze`). JPype (1.7.1) runs a
+  full collection from its reference-queue thread each time the JVM collects, which scoring
+  makes it do every few thousand records; each one walked every object of the process. Frozen,
+  a worker working off a backlog spends about a fifth less CPU per record.
 """
 
 from __future__ import annotations
 
+import gc
 import signal
 
 import faust
@@ -23,6 +29,12 @@ class Worker(faust.Worker):
     def __init__(self, app: faust.App, *services, **kwargs) -> None:
         app.preflight()
         super().__init__(app, *services, **kwargs)
+
+    async def on_startup_finished(self) -> None:
+        """Faust's ("Ready"), then start-up's objects frozen out of the garbage collector's scans."""
+        await super().on_startup_finished()
+        gc.collect()  # start-up's garbage goes first: frozen, it would never be freed
+        gc.freeze()
 
     def _on_sigint(self) -> None:
         self._flag_as_shutdown_by_signal()  # as faust.Worker does on SIGINT and SIGTERM
