@@ -103,9 +103,10 @@ The hand-over (handover.py, membership.py)
   `LeaveGroup` v3 through aiokafka's client: aiokafka sends no LeaveGroup for a static member
   (as Kafka's Java client), and its partitions would wait out the session timeout. aiokafka
   0.14 defines LeaveGroup v0 and v1 only; v3 (member id and group instance id) is built here.
-- `membership.static_membership_supported`: the brokers' ApiVersions, asked through the admin
-  client's own client (`AIOKafkaAdminClient._client`), say whether they take a group instance
-  id (JoinGroup v5, LeaveGroup v3). The id itself goes in Faust's own setting
+- `membership.static_membership_supported`: the API versions each broker gave the admin
+  client's connection at its handshake (`AIOKafkaAdminClient._client`, `_get_conn`,
+  `AIOKafkaConnection._versions`) say whether they take a group instance id (JoinGroup v5,
+  LeaveGroup v3); no request of its own. The id itself goes in Faust's own setting
   `consumer_group_instance_id` (application.py `join_as`; not on tansu).
 
 The record reader (records.py)

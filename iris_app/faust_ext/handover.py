@@ -63,16 +63,15 @@ class Consumer(consumer.Consumer):
             self.pause_partitions(assignment)
             await self._finish_in_flight(STOP_IN_FLIGHT_WAIT)
         await app.agents.stop()  # what they still hold is not acknowledged: read again by the next owner
+        self._left = True  # the partitions are about to be another's: no commit but the one below
         try:
             async with asyncio.timeout(LEAVE_TIMEOUT):
                 await app.producer.flush()
                 await self.maybe_wait_for_commit_to_finish()  # else this commit is skipped
-                await self.commit()
-                self._left = True
+                await super().commit()
                 await self._thread.leave_group()
         except TimeoutError:
             self.log.warning("No leave in %.0f s: the session timeout moves the partitions", LEAVE_TIMEOUT)
-        self._left = True
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Before a rebalance: fetch nothing more, and let the agents finish the records they have taken

@@ -15,7 +15,6 @@ import aiokafka
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import ConnectionGroup
 from aiokafka.errors import KafkaError, for_code
-from aiokafka.protocol.admin import ApiVersionRequest
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.group import (
     LeaveGroupRequest_v0,
@@ -56,12 +55,13 @@ def supports_static_membership(versions: dict[int, tuple[int, int]]) -> bool:
 
 
 async def static_membership_supported(admin: AIOKafkaAdminClient) -> bool:
-    """Whether every broker of the cluster `admin` (started) is connected to takes a group instance id."""
+    """Whether every broker of the cluster `admin` (started) is connected to takes a group instance id, by
+    the API versions its connection to each learnt at its handshake (aiokafka asks every broker it connects
+    to, and picks request versions by them); a broker out of reach: no."""
     client = admin._client
     for broker in client.cluster.brokers():
-        response = await client.send(broker.nodeId, ApiVersionRequest())
-        versions = {key: (low, high) for key, low, high in response.api_versions}
-        if not supports_static_membership(versions):
+        conn = await client._get_conn(broker.nodeId)
+        if conn is None or not supports_static_membership(conn._versions):
             return False
     return True
 
