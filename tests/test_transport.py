@@ -4,6 +4,7 @@ a record at a time or a fetch at a time; commits that never pass an unacknowledg
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from support.drain import (
@@ -17,6 +18,7 @@ from support.drain import (
     seeks_of,
 )
 
+from iris_app.faust_ext.batches import batches
 from iris_app.faust_ext.consumer import Consumer
 from iris_app.faust_ext.fetches import Fetch
 
@@ -201,6 +203,28 @@ def test_a_rebalance_waits_for_a_fetch_unfinished_no_longer_than_its_limit():
         return c.in_flight()
 
     assert asyncio.run(revoke_with_the_agent_stuck())
+
+
+def test_a_fetch_held_while_its_batch_fills_is_waited_for():
+    """Out of the queue, the Fetch waits up to `within` for more before the agent handles it: a stop that
+    did not wait for it let the agent send its records and stopped it before their acknowledgement."""
+
+    async def stop_while_the_batch_fills() -> bool:
+        c = consumer()
+        queue: asyncio.Queue = asyncio.Queue()
+        stream = SimpleNamespace(app=c.app, channel=SimpleNamespace(queue=queue))
+        held = fetch(c, 100, 149)
+        c._unacked_fetches.add(held)
+        queue.put_nowait(held)
+        filling = asyncio.ensure_future(anext(batches(stream, size=1000, within=60)))
+        while not queue.empty():
+            await asyncio.sleep(0)  # a turn of the loop: the agent takes it out of the queue
+        try:
+            return c.in_flight()
+        finally:
+            filling.cancel()
+
+    assert asyncio.run(stop_while_the_batch_fills())
 
 
 def test_a_fetch_the_agent_has_not_taken_is_not_waited_for():

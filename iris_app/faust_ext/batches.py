@@ -21,17 +21,17 @@ async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncItera
     loop = asyncio.get_running_loop()
     while True:
         try:
-            batch = [await queue.get()]
+            batch = [taken(await queue.get())]
             records, deadline = len(batch[0].records), loop.time() + within
             while records < size:
                 if queue.empty():
                     try:
                         async with asyncio.timeout_at(deadline):
-                            batch.append(await queue.get())
+                            batch.append(taken(await queue.get()))
                     except TimeoutError:
                         break
                 else:
-                    batch.append(queue.get_nowait())
+                    batch.append(taken(queue.get_nowait()))
                 records += len(batch[-1].records)
         except StopAsyncIteration:  # Faust throws it into the queue when the agent stops: the stream ends
             return
@@ -41,10 +41,15 @@ async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncItera
             continue
         generation = app.consumer_generation_id
         fetches = [fetch for fetch in batch if fetch.generation == generation]
-        for fetch in fetches:
-            fetch.taken = True  # a rebalance or a stop waits for it (faust_ext.handover)
         if fetches:
             yield fetches
+
+
+def taken(fetch: Fetch) -> Fetch:
+    """`fetch`, marked taken as it leaves the queue: a rebalance or a stop waits for it (faust_ext.handover),
+    while its batch fills too (the flow control's emptying of the queues no longer reaches it)."""
+    fetch.taken = True
+    return fetch
 
 
 def acknowledge(inputs: Iterable[faust.EventT | Fetch]) -> None:

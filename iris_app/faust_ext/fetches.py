@@ -32,7 +32,7 @@ class Fetch:
         self, tp: TP, records: Sequence[ConsumerRecord], generation: int, ack: Callable[[Fetch], None]
     ) -> None:
         self.tp, self.records, self.generation, self._ack = tp, records, generation, ack
-        self.taken = False  # by the agent (batches.batches): being handled, no longer in its queue
+        self.taken = False  # out of the agent's queue (batches.batches): in a batch filling, or being handled
 
     @property
     def first(self) -> int:
