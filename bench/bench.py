@@ -7,8 +7,9 @@ For each implementation, on a fresh broker (tansu, or Apache Kafka with --broker
 pre-produce N records (4 partitions), start it, and time its outputs (sustained records/s between 5 % and
 95 % of them, start-up to first output, CPU seconds, peak RSS), then check them
 (N classified, labels equal direct scoring, latest counts sum to N). A paced run
-(--rate records/s for --seconds) gives the latency from produce to classified
-output. Prints one table with medians over --repeats, and the app/reference ratio.
+(--rate records/s for --seconds, after WARM_UP_S seconds at that rate not measured) gives
+the latency from produce to classified output. Prints one table with medians over --repeats,
+and the app/reference ratio.
 --beside runs one worker of another checkout of the repository too (another
 branch, say), in turn with the others: its ratio to the same reference loop, measured
 in the same run, is the like-for-like comparison.
@@ -49,6 +50,9 @@ BROKERS = {"tansu": LocalBroker, "kafka": KafkaCluster}
 # One worker restores no table in a benchmark: on tansu it sends Faust's records in Faust's own batches,
 # not one per batch as it otherwise does there (docs/SPEC.md, "The local broker").
 TANSU_BATCHES = {"IRIS_PRODUCER_MAX_BATCH_SIZE": "16384"}
+# The paced run's first seconds are not measured: a fresh broker and worker (JVMs and all) are still
+# warming up, and a latency percentile is of a running system (start-up is its own column).
+WARM_UP_S = 3
 
 
 def fresh_broker(kind: str) -> LocalBroker | KafkaCluster:
@@ -154,15 +158,19 @@ async def latency_run(
                 if not await out.read_until(lambda ms: len(ms) >= 1, timeout=120, procs=procs):
                     result.problems.append(f"{name}: no output in the paced run")
                     return
-                n = int(rate * seconds)
+                n = int(rate * (WARM_UP_S + seconds))
+                measured_from = (time.time() + WARM_UP_S) * 1000
                 producing = asyncio.create_task(produce(bootstrap, records(n), rate=rate))
-                await out.read_until(lambda ms: len(ms) >= n + 1, timeout=seconds + 60, procs=procs)
+                await out.read_until(
+                    lambda ms: len(ms) >= n + 1, timeout=WARM_UP_S + seconds + 60, procs=procs
+                )
                 await producing
         finally:
             procs.stop()
         latencies = sorted(
             (time.time() - (time.monotonic() - arrival)) * 1000 - m.timestamp
             for m, arrival in zip(out.messages[1:], out.arrivals[1:])
+            if m.timestamp >= measured_from
         )
         result.p50_ms.append(latencies[len(latencies) // 2])
         result.p99_ms.append(latencies[int(len(latencies) * 0.99)])
@@ -211,7 +219,8 @@ async def main() -> None:
 
     print(
         f"\n{args.broker}: {args.records:,} records, {PARTITIONS} partitions,"
-        f" medians of {args.repeats} run(s); latency paced at {args.rate:,.0f} records/s\n"
+        f" medians of {args.repeats} run(s); latency paced at {args.rate:,.0f} records/s"
+        f" after a {WARM_UP_S} s warm-up\n"
     )
     header = [
         "implementation",

@@ -16,9 +16,10 @@ The consumer (consumer.py)
   FETCH_RECORDS) put into the stream's queue. It replaces the conductor's per-message
   coroutines (flow control, the producer buffer's wait, decoding: here once per fetch) and
   Faust's Message, Event, queue put and stream step per record. A fetch with a gap is delivered up to it, and
-  read again from it (as a jump, below). `FetchQueue` pauses the partition while the
-  queue holds FETCHES_QUEUED fetches (mode's pressure marks count items: Faust's would
-  let thousands of fetches in).
+  read again from it (as a jump, below). Records that follow a Fetch still in the queue
+  join it (up to FETCH_RECORDS). `FetchQueue` pauses the partition while the queue holds
+  FETCHES_QUEUED Fetches (mode's pressure marks count items: Faust's would let thousands
+  of fetches in).
 - `Consumer.ack_fetch`, `_new_offset`, `_filter_tps_with_pending_acks` (commits.py,
   offsets.py): a Fetch is acknowledged as one range of offsets (`AckedRanges`), not offset
   by offset into Faust's lists, and a commit reaches the end of the run of ranges that
@@ -148,8 +149,8 @@ The rest
   sensor calls per event, more than scoring the record). `batches.acknowledge` leaves the
   events and Fetches read before a rebalance (their offsets would enter the new
   assignment's acknowledged offsets, and a commit before its seek would pass records
-  not read yet). A Fetch out of the queue is marked `taken` (its batch filling, or handled): a
-  rebalance or a stop waits for it.
+  not read yet). A batch is what is queued, the first Fetch waited for: no timer.
+  A Fetch out of the queue is marked `taken` (in a batch): a rebalance or a stop waits for it.
 - `tables.EventTimeTable`: windows expire by event time. Faust expires them by
   time.time() (`Table._del_old_keys`), so replayed or late data loses windows still
   open in event time; only those it saw set since it started (never those restored),

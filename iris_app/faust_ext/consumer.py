@@ -20,7 +20,7 @@ from faust.types import TP, EventT, Message
 from mode import ServiceT
 
 from .commits import Commits
-from .fetches import FETCH_RECORDS, Fetch, FetchQueue
+from .fetches import Fetch, FetchQueue
 from .offsets import already_delivered, contiguous, jumped, read_before
 from .records import read_past_undecodable
 from .schema import BytesSchema
@@ -154,10 +154,7 @@ class Consumer(Commits, aiokafka.Consumer):
         if not await self._commit_if_due(generation):
             return
         n = contiguous(fresh)
-        for start in range(0, n, FETCH_RECORDS):
-            fetch = Fetch(tp, fresh[start : min(n, start + FETCH_RECORDS)], generation, self.ack_fetch)
-            self._unacked_fetches.add(fetch)
-            into.put(fetch)
+        self._unacked_fetches.update(into.add(fresh[:n], generation, self.ack_fetch))
         self._read_offset[tp] = fresh[n - 1].offset
         if n < len(fresh):
             await self._read_again_from(tp, fresh[n - 1].offset + 1, fetched=fresh[n].offset)

@@ -5,12 +5,14 @@ step and an acknowledgement each, which together cost more than scoring the reco
 A partition read by one stream of raw bytes (`iris`, the classify agent) gets instead
 the records of each fetch as they come from aiokafka, in offset order and without
 gaps, in one `Fetch`; the agent acknowledges it once everything it caused is
-delivered, as one range of offsets (offsets.AckedRanges).
+delivered, as one range of offsets (offsets.AckedRanges). Records that follow a
+Fetch still in the queue join it, so that at a trickle of records (a few per fetch)
+the queue holds a Fetch per partition, not one per fetch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
@@ -29,10 +31,10 @@ class Fetch:
     __slots__ = ("tp", "records", "generation", "taken", "_ack")
 
     def __init__(
-        self, tp: TP, records: Sequence[ConsumerRecord], generation: int, ack: Callable[[Fetch], None]
+        self, tp: TP, records: list[ConsumerRecord], generation: int, ack: Callable[[Fetch], None]
     ) -> None:
         self.tp, self.records, self.generation, self._ack = tp, records, generation, ack
-        self.taken = False  # out of the agent's queue (batches.batches): in a batch filling, or being handled
+        self.taken = False  # out of the agent's queue (batches.batches), in a batch being handled
 
     @property
     def first(self) -> int:
@@ -54,9 +56,10 @@ class FetchQueue:
     """The one stream queue of a partition of raw bytes, holding Fetches; pauses the partition when full."""
 
     def __init__(self, channel: Any, consumer: Any, tp: TP) -> None:
-        tp = TP(tp.topic, tp.partition)  # a fetch names it by aiokafka's TopicPartition: Faust wants TP
+        self.tp = TP(tp.topic, tp.partition)  # a fetch names it by aiokafka's TopicPartition: Faust wants TP
         self.channel = channel
         self.queue = channel.queue
+        self._last: Fetch | None = None  # the last Fetch queued: records that follow it join it until taken
         # The queue counts Fetches, not records: its pressure marks (mode's FlowControlQueue, 80 % and 40 %
         # of the stream buffer's size in events) pause the partition at FETCHES_QUEUED fetches instead,
         # and let it go on when half of them are taken.
@@ -64,13 +67,45 @@ class FetchQueue:
         on_topic_buffer_full = consumer.app.sensors.on_topic_buffer_full
 
         def on_pressure_high() -> None:  # as the conductor's: stop fetching the partition
-            on_topic_buffer_full(tp)
-            consumer.on_buffer_full(tp)
+            on_topic_buffer_full(self.tp)
+            consumer.on_buffer_full(self.tp)
 
         def on_pressure_drop() -> None:
-            consumer.on_buffer_drop(tp)
+            consumer.on_buffer_drop(self.tp)
 
         self.on_pressure_high, self.on_pressure_drop = on_pressure_high, on_pressure_drop
+
+    def add(
+        self, records: list[ConsumerRecord], generation: int, ack: Callable[[Fetch], None]
+    ) -> list[Fetch]:
+        """Queue the partition's next records (in offset order, without gaps, following the last queued),
+        FETCH_RECORDS to a Fetch at most; return the new Fetches.
+
+        Records that follow the last Fetch queued join it while it is in the queue: the agent takes
+        them all at once, and a trickle of small fetches does not reach the queue's pressure mark,
+        which counts Fetches (FETCHES_QUEUED), pausing the partition. A Fetch the flow control took
+        out of the queue is never joined: its partition's read offset goes back before it
+        (Consumer.rewind), so the next records do not follow it.
+        """
+        last = self._last
+        if (
+            last is not None
+            and not last.taken
+            and last.generation == generation
+            and last.last + 1 == records[0].offset
+        ):
+            room = FETCH_RECORDS - len(last.records)
+            last.records += records[:room]
+            records = records[room:]
+        new = [
+            Fetch(self.tp, records[i : i + FETCH_RECORDS], generation, ack)
+            for i in range(0, len(records), FETCH_RECORDS)
+        ]
+        for fetch in new:
+            self.put(fetch)
+        if new:
+            self._last = new[-1]
+        return new
 
     def put(self, fetch: Fetch) -> None:
         """Queue `fetch` (no await: the queue takes it whatever its size); pause the partition at the mark."""

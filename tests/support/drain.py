@@ -25,8 +25,9 @@ class Collected:
     def __init__(self, delivered: list[int]) -> None:
         self.delivered = delivered
 
-    def put(self, fetch: Fetch) -> None:
-        self.delivered += [record.offset for record in fetch.records]
+    def add(self, records: list[ConsumerRecord], generation: int, ack) -> list[Fetch]:
+        self.delivered += [record.offset for record in records]
+        return [Fetch(IRIS_0, records, generation, ack)]
 
 
 def drain(consumer: Consumer, steps: list, bulk: bool = False) -> list[int]:
