@@ -47,7 +47,8 @@ from .scoring import Failure, Prediction
 from .tables import ACCURACY_KEY, WINDOW_MS, count_key, window_accuracy, window_counts
 from .windows import EventClocks
 
-BATCH_SIZE = 1000  # records scored and sent together, at most
+BATCH_SIZE = 1000  # records scored and sent together
+BATCH_WITHIN = 0.02  # seconds to wait for a batch to fill, once one Fetch has come
 
 if settings.generator_interval > 0:
     samples = Samples()
@@ -100,7 +101,7 @@ async def classify(stream: faust.StreamT) -> None:
     A batch is one or more fetches, a partition's records each (faust_ext.fetches). The next
     batch is checked and scored (on the scorer's thread) while this one is forwarded.
     """
-    scored: AsyncIterator[Scored] = ahead(batches(stream, BATCH_SIZE), check_and_score)
+    scored: AsyncIterator[Scored] = ahead(batches(stream, BATCH_SIZE, within=BATCH_WITHIN), check_and_score)
     async for fetches, checked, predictions, model_id, shadow in scored:
         classified = classifying.label(checked.valid, predictions, model_id, shadow)
         counted = classifying.tally(

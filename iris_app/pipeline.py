@@ -22,16 +22,12 @@ async def ahead(items: AsyncIterator[T], start: Callable[[T], Awaitable[R]]) -> 
 
     So a stage that mostly waits (scoring on the scorer's thread) overlaps the
     caller's own work on the previous result, instead of the two taking turns.
-    The next item is taken from `items` only as the caller takes this result:
-    what comes meanwhile joins that item, rather than queueing behind it.
     """
     started: asyncio.Queue[asyncio.Future[R]] = asyncio.Queue(1)
-    handed = asyncio.Semaphore(0)  # released as the caller takes a result
 
     async def start_each() -> None:
         async for item in items:
-            started.put_nowait(asyncio.ensure_future(start(item)))
-            await handed.acquire()
+            await started.put(asyncio.ensure_future(start(item)))
 
     starting = asyncio.ensure_future(start_each())
     try:
@@ -42,9 +38,7 @@ async def ahead(items: AsyncIterator[T], start: Callable[[T], Awaitable[R]]) -> 
                 next_result.cancel()
                 starting.result()
                 return
-            result = await next_result.result()
-            handed.release()
-            yield result
+            yield await next_result.result()
     finally:
         starting.cancel()
         while not started.empty():

@@ -23,7 +23,8 @@ def fetch_queue() -> tuple[FetchQueue, list[TP]]:
         on_buffer_full=paused.append,
         on_buffer_drop=lambda tp: None,
     )
-    return FetchQueue(SimpleNamespace(queue=ThrowableQueue(flow_control=FlowControlEvent())), consumer, IRIS_0), paused
+    channel = SimpleNamespace(queue=ThrowableQueue(flow_control=FlowControlEvent()))
+    return FetchQueue(channel, consumer, IRIS_0), paused
 
 
 def records(first: int, last: int) -> list[ConsumerRecord]:

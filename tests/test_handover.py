@@ -104,7 +104,9 @@ def hand_overs(tmp_path_factory: pytest.TempPathFactory, scorer) -> HandOvers:
             stop_handed_over = (
                 time.monotonic() - since if traffic.wait_handed_over(number, timeout=60) is None else None
             )
-            began = next((logged_at(line) for line in workers[0].lines[seen:] if REBALANCE in line), None)
+            # Waited for: the records sent after the signal may be worker 1's last, classified before it left.
+            rebalance = workers[0].wait_line(REBALANCE, seen, timeout=60)
+            began = rebalance and logged_at(rebalance)
             workers[1].process.wait(timeout=120)
             stopped = {partition for topic, partition in held if topic == "iris"}
             duplicated = [

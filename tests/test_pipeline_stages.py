@@ -37,44 +37,6 @@ def test_the_next_item_is_started_while_the_caller_handles_this_one_and_results_
     assert asyncio.run(run()) == [0, 10, 20]
 
 
-def test_what_comes_while_a_result_waits_joins_the_next_item():
-    """Item [1] is started while the caller handles [0]; 2 and 3 come meanwhile: they make one item, taken
-    as the caller takes [1], not [2] taken at once and [3] queued behind it."""
-
-    async def run() -> list[list[int]]:
-        arriving: asyncio.Queue[int] = asyncio.Queue()
-        started: asyncio.Queue[list[int]] = asyncio.Queue()
-
-        async def all_queued():  # as faust_ext.batches: what is queued, the first waited for
-            while True:
-                item = [await arriving.get()]
-                while not arriving.empty():
-                    item.append(arriving.get_nowait())
-                yield item
-
-        async def start(item: list[int]) -> list[int]:
-            started.put_nowait(item)
-            return item
-
-        arriving.put_nowait(0)
-        results = []
-        async for result in ahead(all_queued(), start):
-            results.append(result)
-            if result == [0]:
-                await started.get()
-                arriving.put_nowait(1)
-                assert await started.get() == [1]
-                arriving.put_nowait(2)
-                for _ in range(5):  # turns of the loop, in which an eager stage takes [2]
-                    await asyncio.sleep(0)
-                arriving.put_nowait(3)
-            if result == [2, 3] or len(results) == 4:
-                return results
-        return results
-
-    assert asyncio.run(run()) == [[0], [1], [2, 3]]
-
-
 def test_a_failing_source_fails_the_caller_after_the_items_before_it():
     async def run() -> list[int]:
         async def start(i: int) -> int:

@@ -205,22 +205,26 @@ def test_a_rebalance_waits_for_a_fetch_unfinished_no_longer_than_its_limit():
     assert asyncio.run(revoke_with_the_agent_stuck())
 
 
-def test_a_fetch_out_of_the_queue_in_a_batch_is_waited_for():
-    """A Fetch counts as in flight from the moment it leaves the queue: the agent may send its records at
-    any time after, and a stop that did not wait for it let the next owner classify them again."""
+def test_a_fetch_held_while_its_batch_fills_is_waited_for():
+    """Out of the queue, the Fetch waits up to `within` for more before the agent handles it: a stop that
+    did not wait for it let the agent send its records and stopped it before their acknowledgement."""
 
-    async def take_a_batch() -> tuple[list[Fetch], bool]:
+    async def stop_while_the_batch_fills() -> bool:
         c = consumer()
-        c.app.flow_control.resume()
         queue: asyncio.Queue = asyncio.Queue()
         stream = SimpleNamespace(app=c.app, channel=SimpleNamespace(queue=queue))
         held = fetch(c, 100, 149)
         c._unacked_fetches.add(held)
         queue.put_nowait(held)
-        batch = await anext(batches(stream, size=1000))
-        return [f.first for f in batch], c.in_flight()
+        filling = asyncio.ensure_future(anext(batches(stream, size=1000, within=60)))
+        while not queue.empty():
+            await asyncio.sleep(0)  # a turn of the loop: the agent takes it out of the queue
+        try:
+            return c.in_flight()
+        finally:
+            filling.cancel()
 
-    assert asyncio.run(take_a_batch()) == ([100], True)
+    assert asyncio.run(stop_while_the_batch_fills())
 
 
 def test_a_fetch_the_agent_has_not_taken_is_not_waited_for():

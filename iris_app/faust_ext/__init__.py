@@ -149,8 +149,8 @@ The rest
   sensor calls per event, more than scoring the record). `batches.acknowledge` leaves the
   events and Fetches read before a rebalance (their offsets would enter the new
   assignment's acknowledged offsets, and a commit before its seek would pass records
-  not read yet). A batch is what is queued, the first Fetch waited for: no timer.
-  A Fetch out of the queue is marked `taken` (in a batch): a rebalance or a stop waits for it.
+  not read yet). A Fetch out of the queue is marked `taken` (its batch filling, or handled): a
+  rebalance or a stop waits for it.
 - `tables.EventTimeTable`: windows expire by event time. Faust expires them by
   time.time() (`Table._del_old_keys`), so replayed or late data loses windows still
   open in event time; only those it saw set since it started (never those restored),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 import faust
@@ -9,22 +10,28 @@ import faust
 from .fetches import Fetch
 
 
-async def batches(stream: faust.StreamT, size: int) -> AsyncIterator[list[Fetch]]:
+async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncIterator[list[Fetch]]:
     """The stream's Fetches (consumer.py delivers a partition of raw bytes a fetch at a time), as many as
-    are queued, up to `size` records; only the first is waited for.
+    hold up to `size` records, waiting at most `within` seconds for more once one has come.
 
-    A batch is what came while the last one was handled: a trickle of records goes on at once in
-    small batches, a backlog in full ones, with no timer in between.
     The caller acknowledges each Fetch (`acknowledge`) once handled; only then is its offset committed.
     """
     app = stream.app
     queue = stream.channel.queue
+    loop = asyncio.get_running_loop()
     while True:
         try:
             batch = [taken(await queue.get())]
-            records = len(batch[0].records)
-            while records < size and not queue.empty():
-                batch.append(taken(queue.get_nowait()))
+            records, deadline = len(batch[0].records), loop.time() + within
+            while records < size:
+                if queue.empty():
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            batch.append(taken(await queue.get()))
+                    except TimeoutError:
+                        break
+                else:
+                    batch.append(taken(queue.get_nowait()))
                 records += len(batch[-1].records)
         except StopAsyncIteration:  # Faust throws it into the queue when the agent stops: the stream ends
             return
@@ -40,7 +47,7 @@ async def batches(stream: faust.StreamT, size: int) -> AsyncIterator[list[Fetch]
 
 def taken(fetch: Fetch) -> Fetch:
     """`fetch`, marked taken as it leaves the queue: a rebalance or a stop waits for it (faust_ext.handover),
-    as the flow control's emptying of the queues no longer reaches it; no more records join it."""
+    while its batch fills too (the flow control's emptying of the queues no longer reaches it)."""
     fetch.taken = True
     return fetch
 

@@ -34,7 +34,7 @@ class Fetch:
         self, tp: TP, records: list[ConsumerRecord], generation: int, ack: Callable[[Fetch], None]
     ) -> None:
         self.tp, self.records, self.generation, self._ack = tp, records, generation, ack
-        self.taken = False  # out of the agent's queue (batches.batches), in a batch being handled
+        self.taken = False  # out of the agent's queue (batches.batches): in a batch filling, or being handled
 
     @property
     def first(self) -> int:

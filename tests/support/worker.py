@@ -46,6 +46,7 @@ class Worker:
         self.lines: list[str] = []
         self.datadir = datadir
         self._ready = threading.Event()
+        self._line_read = threading.Condition()
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Its whole output, beside its data directory (one restarted on the same port: a log of its own).
@@ -86,10 +87,21 @@ class Worker:
         with open(self.log, "w") as log:
             for line in self.process.stdout:
                 log.write(line)
-                self.lines.append(line)
+                with self._line_read:
+                    self.lines.append(line)
+                    self._line_read.notify_all()
                 if "[^Worker]: Ready" in line:
                     self._ready.set()
         self._ready.set()
+
+    def wait_line(self, text: str, start: int, timeout: float) -> str | None:
+        """The first line from `start` on that holds `text`, waited for up to `timeout`; None if none came."""
+        deadline = time.monotonic() + timeout
+        with self._line_read:
+            while True:
+                line = next((line for line in self.lines[start:] if text in line), None)
+                if line is not None or not self._line_read.wait(deadline - time.monotonic()):
+                    return line
 
     def wait_ready(self, timeout: float = 120) -> None:
         assert self._ready.wait(timeout), "worker not ready in time:\n" + "".join(self.lines[-30:])
