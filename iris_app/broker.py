@@ -107,7 +107,11 @@ class LocalBroker:
             stdout=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C stops the worker first; the broker is stopped after it
         )
-        self._wait_until_listening(timeout=30)
+        try:
+            self._wait_until_listening(timeout=30)
+        except BaseException:  # Ctrl-C, say, while it starts: no broker left behind
+            self.stop()
+            raise
         return self
 
     def _wait_until_listening(self, timeout: float) -> None:

@@ -62,6 +62,29 @@ def local_broker(kind: str) -> contextlib.AbstractContextManager:
     return LocalBroker(DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port())
 
 
+class Stop:
+    """SIGTERM passed on to the worker: at once if it runs, as it starts if the broker is still starting
+    (a launcher that only died would leave its broker and worker running)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.worker: subprocess.Popen | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+        if self.worker is not None:
+            self.worker.terminate()
+
+    def run(self, command: list[str], env: dict[str, str]) -> int:
+        """Run the worker unless a stop came first; its exit code."""
+        if self.requested:
+            return 0
+        self.worker = subprocess.Popen(command, env=env)
+        if self.requested:  # came as it started
+            self.worker.terminate()
+        return self.worker.wait()
+
+
 def main() -> None:
     args = sys.argv[1:]
     if not given(args, "-p", "--web-port"):
@@ -78,6 +101,8 @@ def main() -> None:
     except SettingsError as e:
         sys.exit(f"iris_app: bad setting: {e}")
     web_port = args[args.index("--web-port") + 1] if "--web-port" in args else "the --web-port given"
+    stop = Stop()
+    signal.signal(signal.SIGTERM, stop)
     try:
         # The broker keeps nothing, so neither may the worker: its table state lives in a fresh datadir.
         with local_broker(kind) as broker, tempfile.TemporaryDirectory(prefix="iris_app-data-") as datadir:
@@ -89,13 +114,8 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-            worker = subprocess.Popen(
-                command, env={**os.environ, "KAFKA_BROKER": broker.url, "F_DATADIR": datadir}
-            )
-            # Ctrl-C reaches the worker through the terminal; SIGTERM is passed on.
-            signal.signal(signal.SIGTERM, lambda *_: worker.terminate())
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            code = worker.wait()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker through the terminal
+            code = stop.run(command, env={**os.environ, "KAFKA_BROKER": broker.url, "F_DATADIR": datadir})
     except BrokerError as e:
         sys.exit(f"iris_app: {e}")
     sys.exit(code)

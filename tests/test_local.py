@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,35 @@ def test_run_command_takes_a_free_web_port_when_6066_is_busy(tmp_path):
             process.wait(timeout=60)
     port = re.search(r"the dashboard is at http://127\.0\.0\.1:(\d+)/", banner)
     assert port and port.group(1) != "6066", f"expected a free port other than 6066 in: {banner!r}"
+
+
+def processes_with(marker: str) -> list[int]:
+    """The processes whose environment holds `marker` (the launcher's broker and worker inherit it)."""
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if marker.encode() in environ.read_bytes().split(b"\0"):
+                pids.append(int(environ.parent.name))
+    return pids
+
+
+def test_a_launcher_stopped_as_it_starts_leaves_no_broker_or_worker_behind():
+    """SIGTERM right after the banner, as the worker starts: both the worker and the broker are stopped."""
+    marker = f"IRIS_TEST_LAUNCH={uuid.uuid4().hex}"
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BROKER"}
+    env[marker.split("=")[0]] = marker.split("=")[1]
+    process = subprocess.Popen(
+        [LAUNCHER], cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert "the dashboard is at" in process.stderr.readline()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    left = processes_with(marker)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "processes left running after the launcher stopped"
 
 
 def test_free_ports_lie_below_the_kernels_ephemeral_range():
