@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import faust
 import pytest
-from aiokafka.structs import ConsumerRecord
-from support.drain import IRIS_0, consumer, drain, fetch, seek_to_committed, seeks_of
+from support.drain import IRIS_0, consumer, drain, fetch, records, seek_to_committed, seeks_of
 
 from iris_app.faust_ext.app import App
 from iris_app.faust_ext.consumer import Consumer
@@ -14,10 +13,10 @@ from iris_app.faust_ext.consumer import Consumer
 
 def events(c: Consumer, first: int, last: int) -> list[faust.Event]:
     """Events of iris 0's records `first` to `last`, as the consumer delivers them one by one."""
-    records = [
-        ConsumerRecord("iris", 0, o, 0, 0, None, b"{}", None, 0, 2, ()) for o in range(first, last + 1)
+    return [
+        faust.Event(c.app, None, None, {}, c._to_message(IRIS_0, record))
+        for record in records(range(first, last + 1))
     ]
-    return [faust.Event(c.app, None, None, {}, c._to_message(IRIS_0, record)) for record in records]
 
 
 def emptied(first: int, last: int, bulk: bool):

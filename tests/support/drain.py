@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
@@ -12,6 +13,11 @@ from iris_app.faust_ext.consumer import Consumer
 from iris_app.faust_ext.fetches import Fetch
 
 IRIS_0 = TP("iris", 0)
+
+
+def records(offsets: Iterable[int]) -> list[ConsumerRecord]:
+    """Records of `iris` partition 0 at `offsets`, each an empty JSON object."""
+    return [ConsumerRecord("iris", 0, o, 0, 0, None, b"{}", None, 0, 2, ()) for o in offsets]
 
 
 def consumer() -> Consumer:
@@ -43,9 +49,7 @@ def drain(consumer: Consumer, steps: list, bulk: bool = False) -> list[int]:
             if callable(step):
                 await step(consumer)
                 continue
-            return {
-                IRIS_0: [ConsumerRecord("iris", 0, o, 0, 0, None, b"{}", None, 0, 2, ()) for o in step]
-            }, None
+            return {IRIS_0: records(step)}, None
         fetcher._stopped.set()
         return None, None
 
@@ -97,9 +101,7 @@ def seeks_of(c: Consumer, earliest: int = 0) -> list[int]:
 
 def fetch(c: Consumer, first: int, last: int) -> Fetch:
     """A Fetch of iris 0's records `first` to `last`, read in `c`'s current assignment."""
-    offsets = range(first, last + 1)
-    records = [ConsumerRecord("iris", 0, o, 0, 0, None, b"{}", None, 0, 2, ()) for o in offsets]
-    return Fetch(IRIS_0, records, c.app.consumer_generation_id, c.ack_fetch)
+    return Fetch(IRIS_0, records(range(first, last + 1)), c.app.consumer_generation_id, c.ack_fetch)
 
 
 async def rebalance_begins(consumer: Consumer) -> None:
