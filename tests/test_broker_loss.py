@@ -8,7 +8,6 @@ producer waits for all in-sync replicas, so a broker's loss costs no acknowledge
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 from collections import Counter
@@ -16,9 +15,8 @@ from dataclasses import dataclass
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from support.checkout import FAUST, REPO
-from support.cluster_ops import GROUP, bring_back, coordinator_of, leader_of, node_by_id
+from support.cluster_ops import bring_back, coordinator_of, leader_of, node_by_id, uncommitted
 from support.counts import Window, counts_reaching, differences, truth_of
 from support.kafka import Kafka
 from support.traffic import Traffic
@@ -48,30 +46,6 @@ def health_noting_the_cluster(worker: Worker, timeout: float = 30) -> tuple[int,
         if "cluster" in answer or time.monotonic() > deadline:
             return status, answer
         time.sleep(0.5)  # an HTTP page has no event to await
-
-
-def uncommitted(cluster: KafkaCluster, timeout: float = 30) -> dict[int, tuple[int, int]]:
-    """iris partitions whose committed offset is not at the end: {partition: (committed, end)}."""
-
-    async def look() -> dict[int, tuple[int, int]]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=cluster.bootstrap, group_id=GROUP)
-        await consumer.start()
-        try:
-            tps = [TopicPartition("iris", p) for p in consumer.partitions_for_topic("iris") or range(4)]
-            ends = await consumer.end_offsets(tps)
-            behind = {}
-            for tp in tps:
-                committed = await consumer.committed(tp) or 0
-                if committed != ends[tp]:
-                    behind[tp.partition] = (committed, ends[tp])
-            return behind
-        finally:
-            await consumer.stop()
-
-    deadline = time.monotonic() + timeout
-    while (behind := asyncio.run(look())) and time.monotonic() < deadline:
-        time.sleep(1)  # commits come every few seconds: no event to await
-    return behind
 
 
 @dataclass

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import orjson
 import pytest
 from support.checkout import REPO
+from support.cluster_ops import uncommitted
 from support.counts import Window, counts_reaching, differences, truth_of, why_short
 from support.kafka import Kafka, Message, whereabouts
 from support.records import MINUTE_MS, now_ms, predicted_labels
@@ -142,6 +143,7 @@ class KillCycles:
     counted: dict[Window, int]
     truth: Counter
     why: str  # the short windows' trails, and what the workers say
+    behind: dict[int, tuple[int, int]]  # iris partitions whose commit is not at the end: (committed, end)
 
 
 @pytest.fixture(scope="session")
@@ -178,6 +180,7 @@ def kill_cycles(tmp_path_factory: pytest.TempPathFactory, scorer) -> KillCycles:
             counted = counts_reaching(kafka, truth, timeout=120)
             short = [window for window, n in truth.items() if counted.get(window, 0) < n]
             why = f"{why_short(kafka, short, labelled)}\n{report(workers)}" if short else ""
+            behind = uncommitted(broker)
             if why:  # kept beside the workers' logs in the scenario's temporary folder
                 (tmp_path / "why-short.txt").write_text(why)
         finally:
@@ -185,7 +188,7 @@ def kill_cycles(tmp_path_factory: pytest.TempPathFactory, scorer) -> KillCycles:
                 traffic.close()
             for w in workers:
                 w.stop()
-    return KillCycles(missing_after, where, missing, len(traffic.sent), health, counted, truth, why)
+    return KillCycles(missing_after, where, missing, len(traffic.sent), health, counted, truth, why, behind)
 
 
 @pytest.mark.slow
@@ -216,3 +219,6 @@ class TestKillCycles:
         assert counted == truth, (
             f"(count, truth) where they differ: {differences(counted, truth)}\n{kill_cycles.why}"
         )
+
+    def test_commits_reach_the_end(self, kill_cycles: KillCycles):
+        assert not kill_cycles.behind, f"(committed, end) per iris partition: {kill_cycles.behind}"

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
@@ -114,3 +115,27 @@ def assignments(cluster: KafkaCluster, group: str = GROUP) -> dict[str, set[tupl
         }
 
     return ask(cluster, describe)
+
+
+def uncommitted(cluster: KafkaCluster, timeout: float = 30) -> dict[int, tuple[int, int]]:
+    """iris partitions whose committed offset is not at the end: {partition: (committed, end)}."""
+
+    async def look() -> dict[int, tuple[int, int]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=cluster.bootstrap, group_id=GROUP)
+        await consumer.start()
+        try:
+            tps = [TopicPartition("iris", p) for p in consumer.partitions_for_topic("iris") or range(4)]
+            ends = await consumer.end_offsets(tps)
+            behind = {}
+            for tp in tps:
+                committed = await consumer.committed(tp) or 0
+                if committed != ends[tp]:
+                    behind[tp.partition] = (committed, ends[tp])
+            return behind
+        finally:
+            await consumer.stop()
+
+    deadline = time.monotonic() + timeout
+    while (behind := asyncio.run(look())) and time.monotonic() < deadline:
+        time.sleep(1)  # commits come every few seconds: no event to await
+    return behind
