@@ -4,10 +4,11 @@
 
 Each cycle disrupts one thing, taking turns. On either broker, one of the two workers (they alternate):
 SIGKILL or SIGTERM, down `--down` seconds and until the other worker has taken its partitions over, then a
-restart (on its web port) on the same or on a fresh data directory. The hand-over is done when every record
-sent before the signal is classified and, on every partition, one sent after it: the other worker reads
-the stopped one's partitions. It has recovered when every record sent until the worker is back is
-classified. The broker's disruptions:
+restart (on its web port) on the same or on a fresh data directory. The hand-over is done when the other
+worker's rebalance has begun and every record sent until then is classified, and on every partition one
+sent after it: the other worker reads the stopped one's partitions (records sent just after a SIGTERM can
+be the stopped worker's own last ones). It has recovered when every record sent until the worker is back
+is classified. The broker's disruptions:
 
 - `--broker kafka` (the default: three Apache Kafka nodes in KRaft mode, topics replicated three times):
   SIGKILL of the leader of an `iris` partition, SIGKILL of the group coordinator's broker, and a broker
@@ -109,11 +110,12 @@ class Chaos:
     def _worker(self, action: str, cycle: int) -> Outcome:
         i = cycle % 2
         w = self.workers[i]
-        number, disrupted = self.traffic.produced, time.monotonic()
+        survivor = self.workers[1 - i]
+        seen, disrupted = len(survivor.lines), time.monotonic()
         w.process.send_signal(signal.SIGKILL if action.startswith("SIGKILL") else signal.SIGTERM)
         # Down while the other worker takes its partitions over (a killed one's after its session timeout).
         handed_over = None
-        if self.traffic.wait_handed_over(number, timeout=TIMEOUT) is None:
+        if self.traffic.wait_taken_over(survivor, seen, timeout=TIMEOUT):
             handed_over = time.monotonic() - disrupted
         if w.process.wait(timeout=120) not in (0, -signal.SIGKILL):
             print(f"cycle {cycle + 1}: worker {i} exited with {w.process.returncode}", flush=True)

@@ -18,7 +18,7 @@ from support.cluster_ops import assignments
 from support.counts import Window, counts_reaching, differences, truth_of
 from support.kafka import Kafka
 from support.traffic import Traffic
-from support.worker import NO_GENERATOR, Worker
+from support.worker import NO_GENERATOR, REBALANCE, Worker
 
 from iris_app.kafka_server import KafkaCluster
 from iris_app.samples import read_samples
@@ -28,7 +28,6 @@ from iris_app.samples import read_samples
 # worker's hand-over, so that one within seconds is the leave's doing. Worker 0's is the app's own, 10 s:
 # it is the one killed and kept down.
 SESSION_TIMEOUT = {0: 10.0, 1: 60.0}
-REBALANCE = "Revoking previously assigned partitions"  # aiokafka's line as a worker's rebalance begins
 Partitions = set[tuple[str, int]]
 
 
@@ -94,17 +93,11 @@ def hand_overs(tmp_path_factory: pytest.TempPathFactory, scorer) -> HandOvers:
 
             # SIGTERM worker 1: its partitions flow on worker 0 at once.
             held = by_instance(workers, broker)[instance_of(workers[1])]
-            seen, number, signalled, since = (
-                len(workers[0].lines),
-                traffic.produced,
-                time.time(),
-                time.monotonic(),
-            )
+            seen, signalled, since = len(workers[0].lines), time.time(), time.monotonic()
             workers[1].process.send_signal(signal.SIGTERM)
             stop_handed_over = (
-                time.monotonic() - since if traffic.wait_handed_over(number, timeout=60) is None else None
+                time.monotonic() - since if traffic.wait_taken_over(workers[0], seen, timeout=60) else None
             )
-            # Waited for: the records sent after the signal may be worker 1's last, classified before it left.
             rebalance = workers[0].wait_line(REBALANCE, seen, timeout=60)
             began = rebalance and logged_at(rebalance)
             workers[1].process.wait(timeout=120)

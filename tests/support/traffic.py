@@ -14,6 +14,8 @@ from aiokafka.errors import KafkaError
 from iris_app.connection import broker_addresses
 from iris_app.settings import Settings
 
+from .worker import REBALANCE, Worker
+
 
 class Traffic:
     """Records flowing: a thread producing `rate` iris records a second (keys b"t0", b"t1", ...) while a
@@ -172,6 +174,16 @@ class Traffic:
 
         with self._seen:
             return None if self._seen.wait_for(flowing, max(0.0, deadline - time.monotonic())) else []
+
+    def wait_taken_over(self, survivor: Worker, seen: int, timeout: float) -> bool:
+        """Wait until `survivor`, the other of two workers gone, classifies every partition's records: its
+        rebalance has begun (a line from `seen` on), and records sent after that are classified on every
+        partition. Records sent just after the other's SIGTERM can be its own last ones; those sent once
+        the survivor's rebalance has begun (the other has left the group) can only be the survivor's."""
+        deadline = time.monotonic() + timeout
+        if survivor.wait_line(REBALANCE, seen, timeout) is None:
+            return False
+        return self.wait_handed_over(self.produced, max(0.0, deadline - time.monotonic())) is None
 
     def duplicated(self) -> int:
         """Classifications so far that repeat a record already classified."""

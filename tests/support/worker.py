@@ -27,6 +27,7 @@ NO_GENERATOR = {"IRIS_GENERATOR_INTERVAL": "0"}
 # the group for one. 6 s, not the app's 10, about halves the time the multi-worker tests spend
 # rebalancing. The heartbeat is the app's (a worker learns of a rebalance at its next one).
 QUICK_REBALANCE = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
+REBALANCE = "Revoking previously assigned partitions"  # aiokafka's line as a worker's rebalance begins
 
 
 class Worker:
