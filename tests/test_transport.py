@@ -4,6 +4,8 @@ a record at a time or a fetch at a time; commits that never pass an unacknowledg
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -60,6 +62,36 @@ def test_a_jump_is_read_again_from_its_first_record(bulk):
     seeks = seeks_of(c)
     assert drain(c, [seek_to_committed(10), [10, 11], [40, 41], [12, 13]], bulk=bulk) == [10, 11, 12, 13]
     assert seeks == [12]
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["record by record", "a fetch at a time"])
+def test_a_jump_in_records_flowing_is_a_warning(bulk, caplog):
+    c = consumer()
+    seeks_of(c)
+    drain(c, [seek_to_committed(10), [10, 11], [40, 41], [12, 13]], bulk=bulk)
+    assert jumps(caplog) == [(logging.WARNING, "fetched offset 40 after 11")]
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["record by record", "a fetch at a time"])
+def test_records_fetched_before_a_rebalance_seek_are_read_again_without_a_warning(bulk, caplog):
+    """Read up to 15, committed 12: the rebalance seeks back to 12, and a fetch made before the seek
+    (16, 17) comes after it. Nothing is missing, so an operator is not warned at every rebalance."""
+    caplog.set_level(logging.INFO)
+    c = consumer()
+    seeks = seeks_of(c)
+    steps = [seek_to_committed(10), list(range(10, 16)), seek_to_committed(12), [16, 17], list(range(12, 18))]
+    assert drain(c, steps, bulk=bulk) == [*range(10, 16), *range(12, 18)]
+    assert seeks == [12]
+    assert jumps(caplog) == [(logging.INFO, "fetched offset 16 after 11")]
+
+
+def jumps(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    """The consumer's jump lines: (level, what was fetched after what)."""
+    return [
+        (r.levelno, re.search(r"fetched offset \d+ after \d+", r.getMessage())[0])
+        for r in caplog.records
+        if "fetched offset" in r.getMessage()
+    ]
 
 
 @pytest.mark.parametrize("bulk", [False, True], ids=["record by record", "a fetch at a time"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from operator import attrgetter
 
@@ -55,6 +56,9 @@ class Consumer(Commits, aiokafka.Consumer):
         # only their records are delivered.
         self._positioned: set[TP] = set()
         self._rewinds: dict[TP, int] = {}  # partition -> where to read again from (rewind)
+        # Partitions whose read offset a seek or a rewind has moved, nothing delivered since: a fetch that
+        # jumps it holds records fetched before the move (on the consumer's thread), not records missing.
+        self._moved: set[TP] = set()
 
     def on_buffer_drop(self, tp: TP) -> None:
         super().on_buffer_drop(tp)
@@ -135,6 +139,7 @@ class Consumer(Commits, aiokafka.Consumer):
             if self._assignment_changed(generation):
                 return  # of the old generation, the stream drops it: not marked read
             read_offset[tp] = offset
+            self._moved.discard(tp)
 
     async def _deliver_fetch(
         self, tp: TP, records: list[ConsumerRecord], generation: int, into: FetchQueue
@@ -156,6 +161,7 @@ class Consumer(Commits, aiokafka.Consumer):
         n = contiguous(fresh)
         self._unacked_fetches.update(into.add(fresh[:n], generation, self.ack_fetch))
         self._read_offset[tp] = fresh[n - 1].offset
+        self._moved.discard(tp)
         if n < len(fresh):
             await self._read_again_from(tp, fresh[n - 1].offset + 1, fetched=fresh[n].offset)
 
@@ -168,12 +174,17 @@ class Consumer(Commits, aiokafka.Consumer):
 
     async def _read_again_from(self, tp: TP, offset: int, fetched: int) -> None:
         """Seek `tp` back to `offset`, the first record a fetch starting at `fetched` has jumped, or to the
-        first record left if retention deleted it (else every fetch would jump again: a loop)."""
+        first record left if retention deleted it (else every fetch would jump again: a loop).
+
+        Right after a seek (a rebalance's, to the committed offset) the jump is of records fetched
+        before it, and is logged at info; any other is a warning."""
         earliest = (await self.earliest_offsets(tp)).get(tp, 0)
         if earliest > offset:
             self.log.error("%s: records %d to %d were deleted unread (retention)", tp, offset, earliest - 1)
         start = max(offset, earliest)
-        self.log.warning("%s: fetched offset %d after %d: reading on from %d", tp, fetched, offset - 1, start)
+        level = logging.INFO if tp in self._moved else logging.WARNING
+        jump = "%s: fetched offset %d after %d: reading on from %d"
+        self.log.log(level, jump, tp, fetched, offset - 1, start)
         await self.seek(tp, start)
 
     def rewind(self, cleared: Iterable[Fetch | EventT]) -> None:
@@ -197,6 +208,7 @@ class Consumer(Commits, aiokafka.Consumer):
             if last is not None and last >= offset:
                 self._read_offset[tp] = read_before(offset)
                 self._rewinds[tp] = offset
+                self._moved.add(tp)
 
     async def _seek_rewinds(self) -> None:
         """Seek each partition rewound back to its first record taken out of the queues, unless a seek has
@@ -256,6 +268,7 @@ class Consumer(Commits, aiokafka.Consumer):
             committed.update({tp: earliest[tp] for tp in fresh if tp in earliest})
         self._read_offset.update({tp: read_before(offset) for tp, offset in committed.items()})
         self._positioned.update(committed)
+        self._moved.update(committed)
         self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset is not None})
 
     async def seek(self, partition: TP, offset: int) -> None:
@@ -263,6 +276,7 @@ class Consumer(Commits, aiokafka.Consumer):
         await super().seek(partition, offset)
         self._read_offset[partition] = read_before(offset)
         self._positioned.add(partition)
+        self._moved.add(partition)
 
     async def _next_records(self) -> Mapping[TP, list]:
         """The next fetched records of the partitions whose stream buffers have room.
