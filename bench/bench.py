@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+from aiokafka.admin import AIOKafkaAdminClient
 from kafka_io import PARTITIONS, Reader, create_topics, latest_counts_sum, produce, records
 from processes import REPO, Processes
 
@@ -53,6 +54,7 @@ TANSU_BATCHES = {"IRIS_PRODUCER_MAX_BATCH_SIZE": "16384"}
 # The paced run's first seconds are not measured: a fresh broker and worker (JVMs and all) are still
 # warming up, and a latency percentile is of a running system (start-up is its own column).
 WARM_UP_S = 3
+GROUP = "iris_app"  # the workers' consumer group: the Faust app's id
 
 
 def fresh_broker(kind: str) -> LocalBroker | KafkaCluster:
@@ -136,6 +138,24 @@ async def set_shadow(kind: str, bootstrap: str) -> None:
         )
 
 
+async def group_stable(bootstrap: str, members: int, timeout: float = 120) -> bool:
+    """Whether the workers' group is stable with `members` members within `timeout`. The paced run of
+    several workers starts once the last has joined: that rebalance is their start-up, not latency."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # a group's state has no event to wait on: ask again
+            [response] = await admin.describe_consumer_groups([GROUP])
+            _, _, state, _, _, described = response.groups[0]
+            if state == "Stable" and len(described) == members:
+                return True
+            await asyncio.sleep(0.5)
+        return False
+    finally:
+        await admin.close()
+
+
 async def latency_run(
     name: str,
     kind: str,
@@ -157,6 +177,9 @@ async def latency_run(
                 await produce(bootstrap, records(1, seed=1))  # warm up: wait until it answers
                 if not await out.read_until(lambda ms: len(ms) >= 1, timeout=120, procs=procs):
                     result.problems.append(f"{name}: no output in the paced run")
+                    return
+                if workers > 1 and not await group_stable(bootstrap, workers):
+                    result.problems.append(f"{name}: the {workers} workers' group never settled")
                     return
                 n = int(rate * (WARM_UP_S + seconds))
                 measured_from = (time.time() + WARM_UP_S) * 1000
@@ -250,6 +273,10 @@ async def main() -> None:
         if ref and other.throughput and ref.throughput:
             ratio = statistics.median(other.throughput) / statistics.median(ref.throughput)
             print(f"app (1 worker) of {checkout} / the same reference: {ratio:.2f}")
+    two = results.get("app, 2 workers")
+    if app and two and app.throughput and two.throughput:
+        ratio = statistics.median(two.throughput) / statistics.median(app.throughput)
+        print(f"2 workers / 1 worker: {ratio:.2f}")
     shadow = results.get("app, 1 worker, shadow model")
     if app and shadow and app.throughput and shadow.throughput:
         ratio = statistics.median(shadow.throughput) / statistics.median(app.throughput)
