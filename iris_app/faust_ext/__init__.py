@@ -39,7 +39,7 @@ The consumer (consumer.py)
   missing record (or the first record left, when retention deleted it). Faust takes it
   for a gap (compaction, transaction markers) and counts the missing records as handled;
   the app's inputs have neither, so a jump means a fetch raced the seek of a rebalance.
-  Right after a seek (`Consumer._moved`) it is logged at info, else as a warning.
+  Right after a seek (`Consumer._moved_to`) it is logged at info, else as a warning.
 - `Consumer.perform_seek`, `Consumer.seek`, `read_before`: the read offset always means
   the last offset delivered. After a seek Faust records the next offset to read, so a
   fetch that begins one record late looks like no jump, and that record is lost. A

@@ -56,9 +56,10 @@ class Consumer(Commits, aiokafka.Consumer):
         # only their records are delivered.
         self._positioned: set[TP] = set()
         self._rewinds: dict[TP, int] = {}  # partition -> where to read again from (rewind)
-        # Partitions whose read offset a seek or a rewind has moved, nothing delivered since: a fetch that
-        # jumps it holds records fetched before the move (on the consumer's thread), not records missing.
-        self._moved: set[TP] = set()
+        # The read offset each partition's last seek or rewind left: while it is still the read offset
+        # (nothing delivered since), a fetch that jumps it holds records fetched before the move (on the
+        # consumer's thread), not records missing.
+        self._moved_to: dict[TP, int | None] = {}
 
     def on_buffer_drop(self, tp: TP) -> None:
         super().on_buffer_drop(tp)
@@ -139,7 +140,6 @@ class Consumer(Commits, aiokafka.Consumer):
             if self._assignment_changed(generation):
                 return  # of the old generation, the stream drops it: not marked read
             read_offset[tp] = offset
-            self._moved.discard(tp)
 
     async def _deliver_fetch(
         self, tp: TP, records: list[ConsumerRecord], generation: int, into: FetchQueue
@@ -161,7 +161,6 @@ class Consumer(Commits, aiokafka.Consumer):
         n = contiguous(fresh)
         self._unacked_fetches.update(into.add(fresh[:n], generation, self.ack_fetch))
         self._read_offset[tp] = fresh[n - 1].offset
-        self._moved.discard(tp)
         if n < len(fresh):
             await self._read_again_from(tp, fresh[n - 1].offset + 1, fetched=fresh[n].offset)
 
@@ -182,7 +181,7 @@ class Consumer(Commits, aiokafka.Consumer):
         if earliest > offset:
             self.log.error("%s: records %d to %d were deleted unread (retention)", tp, offset, earliest - 1)
         start = max(offset, earliest)
-        level = logging.INFO if tp in self._moved else logging.WARNING
+        level = logging.INFO if self._moved_to.get(tp) == offset - 1 else logging.WARNING
         jump = "%s: fetched offset %d after %d: reading on from %d"
         self.log.log(level, jump, tp, fetched, offset - 1, start)
         await self.seek(tp, start)
@@ -208,7 +207,7 @@ class Consumer(Commits, aiokafka.Consumer):
             if last is not None and last >= offset:
                 self._read_offset[tp] = read_before(offset)
                 self._rewinds[tp] = offset
-                self._moved.add(tp)
+                self._moved_to[tp] = read_before(offset)
 
     async def _seek_rewinds(self) -> None:
         """Seek each partition rewound back to its first record taken out of the queues, unless a seek has
@@ -266,9 +265,10 @@ class Consumer(Commits, aiokafka.Consumer):
             # Reading starts at the first record, as if committed there: a fetch that begins later (its
             # first records fetched before this seek and dropped) has jumped them, and no commit passes them.
             committed.update({tp: earliest[tp] for tp in fresh if tp in earliest})
-        self._read_offset.update({tp: read_before(offset) for tp, offset in committed.items()})
+        read = {tp: read_before(offset) for tp, offset in committed.items()}
+        self._read_offset.update(read)
         self._positioned.update(committed)
-        self._moved.update(committed)
+        self._moved_to.update(read)
         self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset is not None})
 
     async def seek(self, partition: TP, offset: int) -> None:
@@ -276,7 +276,7 @@ class Consumer(Commits, aiokafka.Consumer):
         await super().seek(partition, offset)
         self._read_offset[partition] = read_before(offset)
         self._positioned.add(partition)
-        self._moved.add(partition)
+        self._moved_to[partition] = read_before(offset)
 
     async def _next_records(self) -> Mapping[TP, list]:
         """The next fetched records of the partitions whose stream buffers have room.
